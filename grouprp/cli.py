@@ -1,0 +1,138 @@
+"""The `grouprp` command: prepare, preview, stats, train. Thin: parse, load the config, call the stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Optional, Sequence
+
+from grouprp.config import ConfigError, describe, load_config
+from grouprp.schema import DataError
+
+log = logging.getLogger("grouprp")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="grouprp: %(message)s", stream=sys.stderr)
+    try:
+        return args.run(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grouprp", description="Fine-tune roleplay models with LoRA.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, run) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("config", help="the run's YAML config")
+        sub.add_argument("overrides", nargs="*", metavar="key=value", help="dotted-key overrides, e.g. data.min_turns=4")
+        sub.set_defaults(run=run)
+        return sub
+
+    prepare = command("prepare", "tokenize the data and write the dataset and manifest.json to output_dir", _prepare)
+    prepare.add_argument("--force", action="store_true", help="rebuild even when the cached dataset matches")
+    preview = command("preview", "print rendered examples without loading a model or tokenizer", _preview)
+    preview.add_argument("--n", type=int, default=3, help="how many examples (default 3; 0 for all)")
+    preview.add_argument("--json", action="store_true", help='one JSON line per example: {"text", "trained"}')
+    preview.add_argument("--tokenizer", help="a local tokenizer folder, to show the windows of long threads")
+    command("stats", "prepare (or reuse) the dataset and print what was kept, dropped and trained", _stats)
+    command("train", "train in this one process (for several GPUs use deepspeed or torchrun launch/train.py)",
+            _train)
+    keys = commands.add_parser("config-help", help="list every config key with its default and meaning")
+    keys.set_defaults(run=_config_help)
+    return parser
+
+
+def _prepare(args) -> int:
+    from grouprp.prepare import prepare
+
+    cfg = load_config(args.config, args.overrides)
+    prepare(cfg, force=args.force)
+    return 0
+
+
+def _preview(args) -> int:
+    from grouprp.prepare import preview_examples
+
+    cfg = load_config(args.config, args.overrides)
+    tokenizer = None
+    if args.tokenizer:
+        from grouprp.prepare import load_tokenizer
+
+        cfg.model.tokenizer = args.tokenizer
+        tokenizer = load_tokenizer(cfg)
+    elif cfg.data.template != "alichat":
+        print("grouprp: no tokenizer, so long threads are shown whole, not cut into sequence_len windows "
+              "(pass --tokenizer PATH to see the windows)", file=sys.stderr)
+    for number, example in enumerate(preview_examples(cfg, args.n or None, tokenizer)):
+        if args.json:
+            print(json.dumps({"text": example.text, "trained": [list(s) for s in example.trained]},
+                             ensure_ascii=False))
+        else:
+            print(f"===== example {number + 1} (trained text between \u27e6 and \u27e7) =====")
+            print(_marked(example))
+    return 0
+
+
+def _marked(example) -> str:
+    out, position = [], 0
+    for start, end in example.trained:
+        out += [example.text[position:start], "\u27e6", example.text[start:end], "\u27e7"]
+        position = end
+    out.append(example.text[position:])
+    return "".join(out)
+
+
+def _stats(args) -> int:
+    from grouprp.prepare import prepare
+
+    cfg = load_config(args.config, args.overrides)
+    print(format_stats(prepare(cfg).manifest))
+    return 0
+
+
+def format_stats(m: dict) -> str:
+    """The manifest as a short human report."""
+    def counts(d: dict) -> str:
+        return ", ".join(f"{k} {v:,}" for k, v in d.items())
+
+    def spread(d: dict) -> str:
+        return "  ".join(f"{k} {v:,.0f}" if k != "mean" else f"mean {v:,.1f}" for k, v in d.items()) or "-"
+
+    s = m["stats"]
+    lines = [
+        f"entries:            {m['entries_in']:,} in, {m['entries_kept']:,} kept",
+        f"dropped entries:    {counts(m['dropped'])}",
+        f"removed posts:      {counts(m['posts_removed'])}",
+        f"dropped windows:    {counts(m['windows_dropped'])}",
+        f"examples:           {m['examples']:,} ({m['template']}, sequence_len {m['sequence_len']:,})",
+        f"tokens:             {m['tokens']:,}, trained {m['trained_tokens']:,} ({s['trained_share']:.1%})",
+        f"tokens/example:     {spread(s['tokens_per_example'])}",
+        f"turns/example:      {spread(s['turns_per_example'])}",
+        f"characters/example: {spread(s['characters_per_example'])}",
+    ]
+    return "\n".join(lines)
+
+
+def _train(args) -> int:
+    from grouprp.train import run
+
+    run(load_config(args.config, args.overrides))
+    return 0
+
+
+def _config_help(args) -> int:
+    for key, help, default in describe():
+        print(f"{key} = {json.dumps(default)}\n    {help}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

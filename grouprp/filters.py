@@ -1,0 +1,124 @@
+"""Thread -> Entry: who posts as whom, cleaning, the user's character, the entry filters, and their accounting.
+
+Every thread read is counted once: kept, or dropped under exactly one reason. Every post removed on the way is
+counted under its reason. `Accounting` is what `manifest.json` reports.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from grouprp.clean import clean_post
+from grouprp.config import DataConfig
+from grouprp.schema import Entry, Thread, Turn
+from grouprp.sheets import SheetSchema, render_bio
+
+DROP_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "malformed", "too_long")
+POST_REASONS = ("empty", "ooc", "trailing_user")
+
+
+@dataclass
+class Accounting:
+    """Counts of what happened to every entry and post read."""
+
+    entries_in: int = 0
+    entries_kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    posts_removed: Counter = field(default_factory=Counter)
+    windows_dropped: Counter = field(default_factory=Counter)
+
+    def merge(self, other: "Accounting") -> None:
+        self.entries_in += other.entries_in
+        self.entries_kept += other.entries_kept
+        self.dropped.update(other.dropped)
+        self.posts_removed.update(other.posts_removed)
+        self.windows_dropped.update(other.windows_dropped)
+
+    def to_dict(self) -> dict:
+        return {
+            "entries_in": self.entries_in,
+            "entries_kept": self.entries_kept,
+            "dropped": {r: self.dropped.get(r, 0) for r in DROP_REASONS},
+            "posts_removed": {r: self.posts_removed.get(r, 0) for r in POST_REASONS},
+            "windows_dropped": {"too_long": self.windows_dropped.get("too_long", 0)},
+        }
+
+    def check(self) -> None:
+        assert self.entries_in == self.entries_kept + sum(self.dropped.values()), (
+            f"accounting lost entries: {self.entries_in} in, {self.entries_kept} kept, dropped {dict(self.dropped)}")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    reason: str
+    posts_removed: Counter
+
+
+@dataclass(frozen=True)
+class Kept:
+    entry: Entry
+    posts_removed: Counter
+
+
+def build_entry(thread: Thread, cfg: DataConfig, schema: SheetSchema) -> Union[Kept, Dropped]:
+    """Clean a thread's posts, assign roles, drop trailing user posts, and apply the entry filters."""
+    removed: Counter = Counter()
+    players = Counter(c.player for c in thread.characters if c.player)
+    character_of_player = {c.player: c.name for c in thread.characters if c.player and players[c.player] == 1}
+    posts = []
+    for post in thread.posts:
+        text, reason = clean_post(post.text)
+        if reason:
+            removed[reason] += 1
+            continue
+        character = post.character or character_of_player.get(post.author) or post.author
+        posts.append((character, text))
+    user = thread.user or (posts[0][0] if posts else "")
+    turns = [Turn(c, t, "user" if c == user else "model") for c, t in posts]
+    while turns and turns[-1].role == "user":
+        turns.pop()
+        removed["trailing_user"] += 1
+    entry = Entry(id=thread.id, user=user, turns=tuple(turns), bios=_bios(thread, turns, user, schema))
+    reason = filter_reason(entry, cfg)
+    return Dropped(reason, removed) if reason else Kept(entry, removed)
+
+
+def filter_reason(entry: Entry, cfg: DataConfig) -> Optional[str]:
+    """The first filter an entry (or window) fails, or None when it passes them all."""
+    if len(entry.turns) < cfg.min_turns:
+        return "too_few_turns"
+    n = len(entry.characters)
+    if n < cfg.min_characters:
+        return "too_few_characters"
+    if n > cfg.max_characters:
+        return "too_many_characters"
+    return None
+
+
+def read_entries(threads, cfg: DataConfig, schema: SheetSchema, accounting: Accounting):
+    """Yield the kept entries of an iterable of threads, counting every drop and removed post in `accounting`."""
+    for thread in threads:
+        accounting.entries_in += 1
+        result = build_entry(thread, cfg, schema)
+        accounting.posts_removed.update(result.posts_removed)
+        if isinstance(result, Dropped):
+            accounting.dropped[result.reason] += 1
+        else:
+            accounting.entries_kept += 1
+            yield result.entry
+
+
+def _bios(thread: Thread, turns: list[Turn], user: str, schema: SheetSchema) -> dict[str, str]:
+    """Rendered sheets of the user and the posting characters; characters without a sheet are left out."""
+    sheets = {}
+    for info in thread.characters:
+        sheets.setdefault(info.name, info.sheet)
+    wanted = dict.fromkeys([user, *(t.character for t in turns)])
+    bios = {}
+    for name in wanted:
+        bio = render_bio(sheets.get(name), name, schema)
+        if bio is not None:
+            bios[name] = bio
+    return bios

@@ -1,0 +1,39 @@
+"""What every prompt format shares: building text piece by piece while recording which pieces are trained."""
+
+from __future__ import annotations
+
+from grouprp.schema import Example
+
+
+class TextBuilder:
+    """Concatenates pieces; `trained=True` pieces become trained spans (adjacent ones merge)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._spans: list[list[int]] = []
+        self._length = 0
+
+    def add(self, piece: str, trained: bool = False) -> "TextBuilder":
+        if trained and piece:
+            if self._spans and self._spans[-1][1] == self._length:
+                self._spans[-1][1] += len(piece)
+            else:
+                self._spans.append([self._length, self._length + len(piece)])
+        self._parts.append(piece)
+        self._length += len(piece)
+        return self
+
+    def build(self, append_eos: bool = False) -> Example:
+        return Example("".join(self._parts), tuple((s, e) for s, e in self._spans), append_eos)
+
+
+class Format:
+    """A prompt format. Subclasses set `name` and implement `render`."""
+
+    name = ""
+
+    def __init__(self, train_on_names: bool = True) -> None:
+        self.train_on_names = train_on_names
+
+    def render(self, entry) -> Example:
+        raise NotImplementedError

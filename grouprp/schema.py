@@ -1,0 +1,110 @@
+"""The records that flow through the pipeline: raw threads, cleaned entries, rendered examples.
+
+files -> Thread (as read) -> Entry (cleaned, filtered, roles assigned) -> Example (text + trained spans) -> tokens
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Optional, Union
+
+SheetSource = Union[str, dict, None]
+"""A character sheet as found in the input: free text, a mapping of field -> value(s), or nothing."""
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and line (or row) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Post:
+    text: str
+    author: Optional[str] = None
+    character: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CharacterInfo:
+    name: str
+    player: Optional[str] = None
+    sheet: SheetSource = None
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A forum thread as read from disk, before cleaning. `where` is 'file:line' for error messages."""
+
+    id: str
+    posts: tuple[Post, ...]
+    title: Optional[str] = None
+    user: Optional[str] = None
+    characters: tuple[CharacterInfo, ...] = ()
+    where: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Thread":
+        raw = json.loads(text)
+        raw["posts"] = tuple(Post(**p) for p in raw["posts"])
+        raw["characters"] = tuple(CharacterInfo(**c) for c in raw["characters"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """An input record that could not be read; counted under `dropped.malformed` or raised."""
+
+    where: str
+    problem: str
+
+    def message(self) -> str:
+        return f"{self.where}: {self.problem}"
+
+
+Role = Literal["user", "model"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    character: str
+    text: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cleaned thread ready to render: who the user plays, each character's rendered sheet, and the turns."""
+
+    id: str
+    user: str
+    turns: tuple[Turn, ...]
+    bios: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def characters(self) -> list[str]:
+        """Distinct posting characters, in order of first post."""
+        return list(dict.fromkeys(t.character for t in self.turns))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Entry":
+        raw = json.loads(text)
+        raw["turns"] = tuple(Turn(**t) for t in raw["turns"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Example:
+    """Rendered text and the character spans [start, end) whose tokens are trained."""
+
+    text: str
+    trained: tuple[tuple[int, int], ...]
+    append_eos: bool = False  # alichat trains the tokenizer's EOS token, which is not part of the text
+
+    def trained_text(self) -> str:
+        return "".join(self.text[s:e] for s, e in self.trained)
