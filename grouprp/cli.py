@@ -16,7 +16,14 @@ log = logging.getLogger("grouprp")
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # overrides may come after options too (`preview c.yaml --json data.min_turns=3`), which argparse's
+    # positional handling does not allow: collect the key=value words it leaves over
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-") or "=" not in word]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*getattr(args, "overrides", []), *extra]
     logging.basicConfig(level=logging.INFO, format="grouprp: %(message)s", stream=sys.stderr)
     try:
         return args.run(args)

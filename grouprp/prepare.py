@@ -224,9 +224,12 @@ def _tokenize_all(raw_file: Path, cfg: Config, tokenizer, accounting: Accounting
                          "turns": Value("int32"), "characters": Value("int32"), "drop": Value("string"),
                          "removed": Value("string"), "windows_dropped": Value("int32")})
     worker = _worker_for(cfg.data, tokenizer)
-    mapped = raw.map(worker, batched=True, batch_size=_MAP_BATCH, num_proc=num_proc, features=features,
-                     remove_columns=raw.column_names, load_from_cache_file=False,
-                     cache_file_name=str(work / "mapped.arrow"), new_fingerprint="grouprp-map")
+    if len(raw) == 0:  # nothing survived reading, and map would not even create the columns
+        mapped = Dataset.from_dict({name: [] for name in features}, features=features)
+    else:
+        mapped = raw.map(worker, batched=True, batch_size=_MAP_BATCH, num_proc=num_proc, features=features,
+                         remove_columns=raw.column_names, load_from_cache_file=False,
+                         cache_file_name=str(work / "mapped.arrow"), new_fingerprint="grouprp-map")
     _account(mapped, accounting)
     examples = mapped.filter(lambda drop: [d == "" for d in drop], input_columns="drop", batched=True,
                              batch_size=1000, cache_file_name=str(work / "kept.arrow"),

@@ -29,7 +29,8 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Union[Any, Malformed]]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
-                yield number, Malformed(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                column = min(exc.pos, len(line.rstrip("\r\n"))) + 1
+                yield number, Malformed(where, f"not valid JSON ({exc.msg} at column {column})")
 
 
 def read_threads_jsonl(path: Path, max_post_chars: int) -> Iterator[Union[Thread, Malformed]]:

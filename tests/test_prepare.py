@@ -1,0 +1,179 @@
+"""`prepare`, `preview` and `stats` end to end on small data, with the bundled tokenizer."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import TOKENIZER, make_thread, write_jsonl
+from grouprp import prepare as prepare_module
+from grouprp.cli import main
+from grouprp.config import load_config
+from grouprp.prepare import data_fingerprint, load_prepared, prepare
+from grouprp.tokenize import IGNORE_INDEX
+
+SPEAKERS = ("Ann", "Bo", "Ann", "Cy", "Ann", "Bo", "Cy", "Bo")
+
+
+def make_config(tmp_path, data, *overrides, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(f"output_dir: {tmp_path / 'out'}\ndata: {{path: {data}, num_proc: 1}}\n"
+                    f"model: {{tokenizer: {TOKENIZER}}}\n")
+    return load_config(path, list(overrides)), path
+
+
+@pytest.fixture
+def threads_file(tmp_path):
+    rows = [make_thread(f"t{i}", SPEAKERS) for i in range(5)]
+    rows.append(make_thread("short", SPEAKERS[:4]))                              # too_few_turns
+    rows.append(make_thread("solo", ("Ann",) * 7))                               # too_few_turns after trailing user
+    rows.append(make_thread("lonely", ("Bo",) * 7, user="Zed"))                  # too_few_characters
+    rows.append(make_thread("crowd", ("Ann", "B", "C", "D", "E", "F", "G", "H")))  # too_many_characters
+    rows.append(make_thread("ooc", SPEAKERS, ))
+    rows[-1]["posts"][1]["text"] = "OOC: gotta go"
+    rows[-1]["posts"][2]["text"] = "[img]x.png[/img]"
+    return write_jsonl(tmp_path / "threads.jsonl", rows)
+
+
+def test_manifest_accounts_for_every_entry_and_post(tmp_path, threads_file, tokenizer):
+    cfg, _ = make_config(tmp_path, threads_file)
+    result = prepare(cfg, tokenizer)
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m == result.manifest
+    assert m["entries_in"] == 10 and m["entries_kept"] == 6 and m["examples"] == 6
+    assert m["dropped"] == {"too_few_turns": 2, "too_few_characters": 1, "too_many_characters": 1, "malformed": 0,
+                            "too_long": 0}
+    # "solo" loses all 7 posts as trailing user posts, "ooc" one OOC and one empty post
+    assert m["posts_removed"] == {"empty": 1, "ooc": 1, "trailing_user": 7}
+    dataset, _ = load_prepared(tmp_path / "out")
+    assert m["tokens"] == sum(len(ids) for ids in dataset["input_ids"])
+    assert m["trained_tokens"] == sum(sum(1 for x in labels if x != IGNORE_INDEX) for labels in dataset["labels"])
+    assert 0 < m["stats"]["trained_share"] < 1
+    assert (m["stats"]["turns_per_example"]["min"], m["stats"]["turns_per_example"]["max"]) == (6, 8)
+
+
+def test_dataset_rows_are_the_encoding_of_the_rendered_text(tmp_path, threads_file, tokenizer):
+    cfg, _ = make_config(tmp_path, threads_file)
+    prepare(cfg, tokenizer)
+    dataset, _ = load_prepared(tmp_path / "out")
+    row = dataset[0]
+    text = tokenizer.decode(row["input_ids"][1:], skip_special_tokens=False)
+    assert text.startswith("[INST]system\nYou are involved") and text.endswith("[/INST]<|im_end|>")
+    trained = tokenizer.decode([t for t, l in zip(row["input_ids"], row["labels"]) if l != IGNORE_INDEX],
+                               skip_special_tokens=False)
+    assert trained == "Bo: Bo says line 1.[/INST]Cy: Cy says line 3.[/INST]Bo: Bo says line 5.[/INST]" \
+                      "Cy: Cy says line 6.[/INST]Bo: Bo says line 7.[/INST]<|im_end|>"
+
+
+def test_rerun_reuses_the_cache_and_any_change_rebuilds(tmp_path, threads_file, tokenizer, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="grouprp")
+    cfg, _ = make_config(tmp_path, threads_file)
+    assert not prepare(cfg, tokenizer).reused
+    assert prepare(cfg, tokenizer).reused
+    assert "reusing the prepared dataset" in caplog.text
+
+    cfg2, _ = make_config(tmp_path, threads_file, "data.min_turns=3")
+    assert not prepare(cfg2, tokenizer).reused                       # config changed
+    assert prepare(cfg2, tokenizer).reused
+    with open(threads_file, "a") as handle:
+        handle.write(json.dumps(make_thread("new", SPEAKERS)) + "\n")
+    assert not prepare(cfg2, tokenizer).reused                       # data changed
+    assert prepare(cfg2, tokenizer).manifest["entries_in"] == 11
+
+    other = tmp_path / "tok"
+    shutil.copytree(TOKENIZER, other)
+    from transformers import AutoTokenizer
+    changed = AutoTokenizer.from_pretrained(str(other))
+    changed.add_tokens(["Bo says"])
+    assert data_fingerprint(cfg2, changed) != data_fingerprint(cfg2, tokenizer)  # tokenizer changed
+
+    package = tmp_path / "pkg"
+    shutil.copytree(Path(prepare_module.__file__).parent, package)
+    before = data_fingerprint(cfg2, tokenizer)
+    monkeypatch.setattr(prepare_module, "__file__", str(package / "prepare.py"))
+    assert data_fingerprint(cfg2, tokenizer) == before
+    group = package / "formats" / "group.py"
+    group.write_text(group.read_text().replace("The roleplay begins now.", "The roleplay starts now."))
+    assert data_fingerprint(cfg2, tokenizer) != before              # format code changed
+
+
+def test_long_threads_are_windowed_within_sequence_len(tmp_path, tokenizer):
+    long_thread = make_thread("long", ("Ann", "Bo", "Cy", "Bo") * 12)
+    for post in long_thread["posts"]:
+        post["text"] = post["text"] + " The rain kept falling on the old tin roof of the inn." * 3
+    huge = make_thread("huge", ("Ann", "Bo") * 4)
+    for post in huge["posts"]:
+        post["text"] = "An enormous post that rambles on and on. " * 60
+    path = write_jsonl(tmp_path / "threads.jsonl", [long_thread, huge])
+    cfg, _ = make_config(tmp_path, path, "data.sequence_len=512", "data.min_turns=4")
+    m = prepare(cfg, tokenizer).manifest
+    dataset, _ = load_prepared(tmp_path / "out")
+    assert m["entries_kept"] == 1 and m["dropped"]["too_long"] == 1
+    assert m["examples"] > 2 and all(n <= 512 for n in dataset["length"])
+    # only a short tail can be lost (a last window under min_turns); every other post is in exactly one window
+    assert 48 - 4 < sum(dataset["turns"]) <= 48
+    assert [i.split("#")[0] for i in dataset["id"]] == ["long"] * m["examples"]
+    # windows are consecutive whole posts: together they hold every post of the thread but the dropped windows
+    texts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in dataset["input_ids"]]
+    first_posts = [t.split("[INST]user\n", 1)[1].split(":", 1)[0] for t in texts]
+    assert set(first_posts) == {"Ann"}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(shapes=st.lists(st.tuples(st.lists(st.sampled_from(["Ann", "Bo", "Cy", "Di"]), max_size=12),
+                                 st.sampled_from(["ok", "ooc", "empty", "broken"])), min_size=1, max_size=8))
+def test_every_entry_is_kept_or_dropped_once(tmp_path_factory, tokenizer, shapes):
+    tmp_path = tmp_path_factory.mktemp("prop")
+    lines = []
+    for number, (speakers, twist) in enumerate(shapes):
+        thread = make_thread(f"g{number}", speakers)
+        if twist == "ooc" and speakers:
+            thread["posts"][0]["text"] = "((OOC))"
+        if twist == "empty" and speakers:
+            thread["posts"][-1]["text"] = "   "
+        lines.append('{"id": "broken", "posts": [' if twist == "broken" else json.dumps(thread))
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    cfg, _ = make_config(tmp_path, path, "data.on_error=skip", "data.min_turns=2", "data.sequence_len=128")
+    m = prepare(cfg, tokenizer).manifest
+    assert m["entries_in"] == len(shapes)
+    assert m["entries_in"] == m["entries_kept"] + sum(m["dropped"].values())
+    assert m["dropped"]["malformed"] == sum(1 for _, twist in shapes if twist == "broken")
+
+
+def test_preview_json_needs_no_tokenizer_and_says_it_cannot_window(tmp_path, threads_file, capsys):
+    _, config_path = make_config(tmp_path, threads_file, name="p.yaml")
+    assert main(["preview", str(config_path), "--json", "--n", "2", "model.tokenizer=/nonexistent/tokenizer"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 2
+    first = rows[0]
+    assert [first["text"][s:e] for s, e in first["trained"]] == [
+        "Bo: Bo says line 1.[/INST]", "Cy: Cy says line 3.[/INST]", "Bo: Bo says line 5.[/INST]",
+        "Cy: Cy says line 6.[/INST]", "Bo: Bo says line 7.[/INST]<|im_end|>"]
+    assert "cannot" in err or "not cut" in err
+
+
+def test_preview_with_a_tokenizer_shows_windows(tmp_path, capsys):
+    thread = make_thread("long", ("Ann", "Bo") * 20)
+    path = write_jsonl(tmp_path / "t.jsonl", [thread])
+    _, config_path = make_config(tmp_path, path, name="p.yaml")
+    assert main(["preview", str(config_path), "--json", "--n", "0", "data.sequence_len=256"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert main(["preview", str(config_path), "--json", "--n", "0", "data.sequence_len=256",
+                 "--tokenizer", str(TOKENIZER)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) > 1
+
+
+def test_stats_prints_accounting_lengths_and_trained_share(tmp_path, threads_file, capsys):
+    _, config_path = make_config(tmp_path, threads_file, name="s.yaml")
+    assert main(["stats", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "10 in, 6 kept" in out
+    assert "too_few_turns 2" in out and "ooc 1" in out and "trailing_user 7" in out
+    assert "tokens/example:" in out and "p90" in out and "trained" in out and "%" in out

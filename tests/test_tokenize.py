@@ -1,0 +1,88 @@
+"""Tokens and labels: exact checks, and properties over generated threads (hypothesis)."""
+
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grouprp.config import DataConfig
+from grouprp.filters import Dropped, build_entry
+from grouprp.formats import get_format
+from grouprp.schema import Entry, Example, Post, Thread, Turn
+from grouprp.sheets import SheetSchema
+from grouprp.tokenize import IGNORE_INDEX, encode_batch, labels_for, split_into_windows
+
+SCHEMA = SheetSchema(DataConfig(path="x").sheet_schema)
+NAMES = ["Mara", "Old Fenn", "Sable", "Ivo-3", "Zoë", "Brannoc the Tall", "Q"]
+TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,!?'\"-*:;\n\u00e9\u00fc\u2014\u2019", min_size=1,
+               max_size=80)
+
+
+def trained_ids(tokens):
+    return [i for i, label in zip(tokens.input_ids, tokens.labels) if label != IGNORE_INDEX]
+
+
+def expected_trained_text(entry, template):
+    close = "[/INST]" if template == "lyra" else "<|im_end|>"
+    model = "".join(f"{t.character}: {t.text}{close}" for t in entry.turns if t.role == "model")
+    return model + ("<|im_end|>" if template == "lyra" else "")
+
+
+@st.composite
+def threads(draw):
+    speakers = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=14))
+    posts = tuple(Post(text=draw(TEXT), character=name) for name in speakers)
+    return Thread(id="gen", posts=posts, user=draw(st.one_of(st.none(), st.sampled_from(NAMES))))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(thread=threads(), template=st.sampled_from(["lyra", "chatml"]))
+def test_trained_tokens_decode_to_exactly_the_model_turns_and_end_marker(tokenizer, thread, template):
+    result = build_entry(thread, DataConfig(path="x", min_turns=1, min_characters=1), SCHEMA)
+    if isinstance(result, Dropped):
+        return
+    entry = result.entry
+    example = get_format(template, train_on_names=True).render(entry)
+    tokens = encode_batch([example], tokenizer)[0]
+    assert tokens.input_ids[0] == tokenizer.bos_token_id and tokens.labels[0] == IGNORE_INDEX
+    assert tokens.input_ids[1:] == tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    decoded = tokenizer.decode(trained_ids(tokens), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert decoded == expected_trained_text(entry, template)
+    assert all(label in (IGNORE_INDEX, token) for token, label in zip(tokens.input_ids, tokens.labels))
+
+
+def test_without_names_the_reply_is_trained_from_its_first_word(tokenizer):
+    entry = Entry("e", "U", (Turn("U", "Knock knock.", "user"), Turn("Old Fenn", "Who is there?", "model")))
+    tokens = encode_batch([get_format("lyra", train_on_names=False).render(entry)], tokenizer)[0]
+    decoded = tokenizer.decode(trained_ids(tokens), skip_special_tokens=False)
+    assert decoded.strip() == "Who is there?[/INST]<|im_end|>"
+
+
+def test_labels_follow_each_tokens_first_character():
+    example = Example("ab cd", ((3, 5),))
+    # tokens "ab", " cd": the second starts with a space that is untrained, but its first visible char is in
+    assert labels_for(example, [7, 8], [(0, 2), (2, 5)]) == [IGNORE_INDEX, 8]
+    assert labels_for(Example("ab cd", ((0, 2),)), [7, 8], [(0, 2), (2, 5)]) == [7, IGNORE_INDEX]
+    # a whitespace-only token counts by its start
+    assert labels_for(Example("ab  cd", ((2, 6),)), [1, 2, 3], [(0, 2), (2, 4), (4, 6)]) == [IGNORE_INDEX, 2, 3]
+
+
+def test_windows_are_consecutive_fit_and_end_on_a_model_post():
+    turns = tuple(Turn(c, f"{c} {i}", "user" if c == "U" else "model") for i, c in enumerate("UAUBUAUAUBUUA"))
+    entry = Entry("e", "U", turns)
+    plan = split_into_windows(entry, fits=lambda w: len(w.turns) <= 4, passes_filters=lambda w: len(w.turns) >= 2)
+    covered = [t for w in plan.windows for t in w.turns]
+    assert all(len(w.turns) <= 4 and w.turns[-1].role == "model" for w in plan.windows)
+    assert [w.id for w in plan.windows] == [f"e#w{i}" for i in range(len(plan.windows))]
+    # every turn is in exactly one window or in a dropped one; order is kept
+    assert covered == [t for t in turns if t in covered]
+    assert [[t.text for t in w.turns] for w in plan.windows] == [
+        ["U 0", "A 1", "U 2", "B 3"], ["U 4", "A 5", "U 6", "A 7"], ["U 8", "B 9"], ["U 10", "U 11", "A 12"]]
+
+
+def test_a_post_too_long_for_any_window_drops_its_window():
+    turns = tuple(Turn(c, "x" * n, "user" if c == "U" else "model") for c, n in zip("UAUAUA", [1, 1, 99, 1, 1, 1]))
+    plan = split_into_windows(Entry("e", "U", turns), fits=lambda w: sum(len(t.text) for t in w.turns) <= 3,
+                              passes_filters=lambda w: True)
+    assert [[t.text for t in w.turns] for w in plan.windows] == [["x", "x"], ["x", "x", "x"]]
+    assert plan.dropped == 1
