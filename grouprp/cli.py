@@ -24,12 +24,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*getattr(args, "overrides", []), *extra]
-    logging.basicConfig(level=logging.INFO, format="grouprp: %(message)s", stream=sys.stderr)
+    setup_logging()
     try:
         return args.run(args)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """grouprp's own messages to stderr as `grouprp: ...`; other libraries keep their own settings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("grouprp: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # bitsandbytes warns on every 8-bit matmul whose inputs are not fp16 (always, on CPU): expected, and noise
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
 
 
 def _parser() -> argparse.ArgumentParser:

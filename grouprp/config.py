@@ -143,7 +143,7 @@ class TrainConfig:
     max_steps: int = _f(-1, "stop after this many optimizer steps (-1: run all epochs)", min=-1)
     learning_rate: float = _f(4.0e-6, "peak learning rate", exclusive_min=0)
     lr_scheduler: str = _f("cosine", "transformers scheduler name: cosine | linear | constant | ...")
-    warmup_ratio: float = _f(0.0, "fraction of steps spent warming up", min=0, max=1)
+    warmup_ratio: float = _f(0.0, "fraction of steps spent warming up", min=0, max=0.999)
     weight_decay: float = _f(0.0, "AdamW weight decay", min=0)
     max_grad_norm: float = _f(1.0, "gradient clipping norm", min=0)
     deepspeed: Optional[str] = _f(None, "DeepSpeed JSON, e.g. configs/zero2.json; none: plain PyTorch")
@@ -152,6 +152,8 @@ class TrainConfig:
     packing: bool = _f(False, "pack several examples into one sequence (not supported yet: must stay false)")
     resume: str = _f("auto", "auto: latest checkpoint in output_dir | never | a checkpoint folder")
     seed: int = _f(42, "seed for data order, splits and adapter init")
+    stop_after_steps: int = _f(0, "end this session after N optimizer steps with a checkpoint, keeping the full "
+                                  "run's schedule (time-limited jobs; resume with train.resume=auto)", min=0)
     save_steps: int = _f(0, "save a checkpoint every N steps (0: at the end of every epoch)", min=0)
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted)", min=1)
     logging_steps: int = _f(1, "log loss every N steps", min=1)
