@@ -57,6 +57,8 @@ def cut_ooc(raw: str) -> str:
 
 def strip_markup(text: str) -> str:
     """BBCode/HTML to plain text with markdown emphasis; quotes and images are removed with their content."""
+    if "[" not in text and "<" not in text:  # most posts: nothing to do, and this runs on every post
+        return text
     for pattern in _DROP_WITH_CONTENT:
         previous = None
         while previous != text:  # innermost first, so nested quotes go too
@@ -71,7 +73,9 @@ def strip_markup(text: str) -> str:
 
 def normalize_whitespace(text: str) -> str:
     """Unescape entities, turn non-breaking spaces into spaces, trim line ends, keep at most one blank line."""
-    text = html.unescape(text).replace("\u00a0", " ").replace("\u202f", " ")
+    if "&" in text:
+        text = html.unescape(text)
+    text = text.replace("\u00a0", " ").replace("\u202f", " ")
     text = _TRAILING_SPACES.sub("", text)
     return _MANY_NEWLINES.sub("\n\n", text).strip()
 

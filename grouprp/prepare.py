@@ -234,8 +234,8 @@ def _tokenize_all(raw_file: Path, cfg: Config, tokenizer, accounting: Accounting
     examples = mapped.filter(lambda drop: [d == "" for d in drop], input_columns="drop", batched=True,
                              batch_size=1000, cache_file_name=str(work / "kept.arrow"),
                              new_fingerprint="grouprp-kept")
-    examples = examples.select_columns(["id", "input_ids", "labels", "length", "trained", "turns", "characters"])
-    return examples.flatten_indices(cache_file_name=str(work / "final.arrow"), new_fingerprint="grouprp-final"), \
+    # save_to_disk writes only the kept rows, so the filter's index mapping needs no flattening copy first
+    return examples.select_columns(["id", "input_ids", "labels", "length", "trained", "turns", "characters"]), \
         accounting
 
 

@@ -43,14 +43,19 @@ class Thread:
     where: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # by hand rather than dataclasses.asdict, which deep-copies: this runs once per thread read
+        return json.dumps({
+            "id": self.id, "title": self.title, "user": self.user, "where": self.where,
+            "posts": [[p.text, p.author, p.character] for p in self.posts],
+            "characters": [[c.name, c.player, c.sheet] for c in self.characters],
+        }, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Thread":
         raw = json.loads(text)
-        raw["posts"] = tuple(Post(**p) for p in raw["posts"])
-        raw["characters"] = tuple(CharacterInfo(**c) for c in raw["characters"])
-        return cls(**raw)
+        return cls(id=raw["id"], title=raw["title"], user=raw["user"], where=raw["where"],
+                   posts=tuple(Post(*p) for p in raw["posts"]),
+                   characters=tuple(CharacterInfo(*c) for c in raw["characters"]))
 
 
 @dataclass(frozen=True)

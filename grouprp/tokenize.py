@@ -8,6 +8,7 @@ a token like " Hello" belongs to the word it carries, whichever way the tokenize
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -52,7 +53,8 @@ def labels_for(example: Example, ids: Sequence[int], offsets: Sequence[tuple[int
     if not example.trained:
         return [IGNORE_INDEX] * len(ids)
     spans = np.asarray(example.trained, dtype=np.int64)
-    first = first_characters(example.text, np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
+    flat = np.fromiter(itertools.chain.from_iterable(offsets), dtype=np.int64, count=2 * len(ids))
+    first = first_characters(example.text, flat.reshape(-1, 2))
     span_index = np.searchsorted(spans[:, 0], first, side="right") - 1
     inside = (span_index >= 0) & (first < spans[np.maximum(span_index, 0), 1])
     return np.where(inside, ids_array, IGNORE_INDEX).tolist()

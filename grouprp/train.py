@@ -33,11 +33,13 @@ class World:
     rank: int
     local_rank: int
     size: int
+    local_size: int
 
     @classmethod
     def from_env(cls) -> "World":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                   int(os.environ.get("WORLD_SIZE", 1)))
+        size = int(os.environ.get("WORLD_SIZE", 1))
+        local_size = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or size  # torchrun, deepspeed
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), size, int(local_size))
 
     @property
     def is_main(self) -> bool:
@@ -68,7 +70,10 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
 
     output_dir = Path(cfg.output_dir)
     args = training_arguments(cfg, accumulation, world)  # also starts the process group under a launcher
-    set_seed(cfg.train.seed)
+    if not torch.cuda.is_available():
+        # CPU ranks share the cores; left alone, each rank starts a thread per core and they thrash (10x slower)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
+    set_seed(cfg.train.seed)  # before the adapter is created, so every rank starts from the same LoRA weights
 
     tokenizer = load_tokenizer(cfg)
     with args.main_process_first(desc="prepare the dataset"):

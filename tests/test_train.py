@@ -1,0 +1,181 @@
+"""Training on CPU with the real stack: two DeepSpeed ranks, ZeRO-2, an 8-bit base from bitsandbytes, PEFT LoRA.
+
+These launch real processes and take a few minutes on 2 cores; they share runs through module fixtures.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from grouprp.config import ConfigError, load_config
+from grouprp.train import gradient_accumulation
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+STEPS = 6
+STOP_AT = 3
+COMMON = [f"train.max_steps={STEPS}", "train.save_steps=1", "train.save_total_limit=10", "train.logging_steps=1",
+          "train.report_to=[tensorboard]"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
+
+
+def deepspeed(script, *args, timeout=900):
+    command = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), str(script), *args]
+    return subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def check(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def losses(checkpoint: Path) -> dict[int, float]:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    """One random tiny base for every run here, so the runs are comparable."""
+    return tmp_path_factory.mktemp("base") / "model"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, base_model):
+    out = tmp_path_factory.mktemp("full")
+    check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={out}",
+                    f"model.base={base_model}", *COMMON))
+    return out
+
+
+WATCH = textwrap.dedent('''
+    """Runs grouprp.train.run with a callback that records which weights changed, per rank."""
+    import json, os, sys
+    import bitsandbytes as bnb
+    import torch
+    from transformers import TrainerCallback
+    from grouprp.config import load_config
+    from grouprp.train import run
+
+    class Watch(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            self.scales = {n: m.weight.SCB.clone() for n, m in model.named_modules()
+                           if isinstance(m, bnb.nn.Linear8bitLt) and m.weight.SCB is not None}
+
+        def on_train_end(self, args, state, control, model=None, **kw):
+            after = dict(model.named_parameters())
+            lora = [n for n in self.before if "lora_" in n]
+            base = [n for n in self.before if "lora_" not in n]
+            # bitsandbytes moves the scales from weight.SCB to state.SCB on the first forward
+            scb = lambda m: m.weight.SCB if m.weight.SCB is not None else m.state.SCB
+            report = {
+                "lora": len(lora), "base": len(base),
+                "int8": sum(1 for n in base if self.before[n].dtype == torch.int8),
+                "lora_changed": sum(1 for n in lora if not torch.equal(self.before[n], after[n].detach())),
+                "base_changed": sum(1 for n in base if not torch.equal(self.before[n], after[n].detach())),
+                "scales": len(self.scales),
+                "scales_changed": sum(1 for n, m in model.named_modules()
+                                      if n in self.scales and not torch.equal(self.scales[n], scb(m))),
+                "trainable_base": sum(1 for n in base if after[n].requires_grad),
+                "lm_head_lora": any("lm_head" in n for n in lora),
+            }
+            path = os.path.join(sys.argv[1], f"watch-rank{os.environ.get('RANK', 0)}.json")
+            with open(path, "w") as handle:
+                json.dump(report, handle)
+
+    argv = [a for a in sys.argv if not a.startswith("--local_rank")]  # the deepspeed launcher adds it
+    sys.argv = argv
+    run(load_config(argv[2], argv[3:]), callbacks=[Watch()])
+''')
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory, base_model, full_run):
+    out = tmp_path_factory.mktemp("stopped")
+    script = out / "watch.py"
+    script.write_text(WATCH)
+    check(deepspeed(script, str(out), "configs/demo.yaml", f"output_dir={out}", f"model.base={base_model}",
+                    f"train.stop_after_steps={STOP_AT}", *COMMON))
+    return out
+
+
+def test_two_rank_deepspeed_8bit_run_learns_and_saves_a_loadable_adapter(full_run, base_model):
+    info = json.loads((full_run / "grouprp.json").read_text())
+    assert info["template"] == "lyra" and info["metrics"]["steps"] == STEPS
+    assert info["metrics"]["eval_loss"] < info["metrics"]["eval_loss_before"]
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "config.yaml", "README.md"):
+        assert (full_run / name).is_file(), name
+    card = (full_run / "README.md").read_text()
+    assert "## Training metrics" in card and "| GPUs | 2" in card and "ZeRO stage 2" in card
+    assert "micro batch 1 x accumulation 2 x 2" in card and "8-bit (bitsandbytes LLM.int8)" in card
+    assert load_config(full_run / "config.yaml").train.global_batch_size == 4
+    assert list((full_run / "checkpoints" / "runs").iterdir()), "no TensorBoard logs"
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    base = AutoModelForCausalLM.from_pretrained(str(base_model), device_map={"": "cpu"},
+                                                quantization_config=BitsAndBytesConfig(load_in_8bit=True))
+    model = PeftModel.from_pretrained(base, str(full_run))
+    names = [n for n, _ in model.named_parameters() if "lora_B" in n]
+    assert names and any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 5, 9, 12]])).logits
+    assert logits.shape[:2] == (1, 4) and torch.isfinite(logits).all()
+
+
+def test_only_lora_weights_change_and_ranks_agree(stopped_run):
+    reports = [json.loads((stopped_run / f"watch-rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports[0] == reports[1]
+    report = reports[0]
+    assert report["int8"] > 0 and report["lora"] > 0 and report["scales"] == report["int8"]
+    assert report["lora_changed"] == report["lora"] // 2  # every lora_B moves; lora_A too, or its B stays zero
+    assert report["base_changed"] == 0 and report["scales_changed"] == 0 and report["trainable_base"] == 0
+    assert not report["lm_head_lora"]
+
+
+def test_a_stopped_run_resumes_with_the_uninterrupted_losses(stopped_run, full_run, base_model):
+    assert (stopped_run / "checkpoints" / f"checkpoint-{STOP_AT}").is_dir()
+    check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={stopped_run}",
+                    f"model.base={base_model}", *COMMON))
+    resumed = losses(stopped_run / "checkpoints" / f"checkpoint-{STEPS}")
+    uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
+    assert set(range(STOP_AT + 1, STEPS + 1)) <= set(resumed)
+    for step in range(STOP_AT + 1, STEPS + 1):
+        assert abs(resumed[step] - uninterrupted[step]) < 1e-4, (step, resumed[step], uninterrupted[step])
+
+
+def test_batch_arithmetic_error_names_keys_and_world_size_once(tmp_path):
+    result = deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={tmp_path}",
+                       "train.global_batch_size=5", timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "error: train.global_batch_size" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "train.micro_batch_size (1) x world size (2 processes from the launcher) = 2" in errors[0]
+    assert not (tmp_path / "dataset").exists()  # nothing was prepared or loaded
+
+
+def test_gradient_accumulation_arithmetic():
+    cfg = load_config(ROOT / "configs" / "lyra_lora.yaml")
+    assert gradient_accumulation(cfg, 2) == 6 and gradient_accumulation(cfg, 1) == 12
+    with pytest.raises(ConfigError, match=r"train.global_batch_size: 12 .* world size \(5 processes"):
+        gradient_accumulation(cfg, 5)
