@@ -73,7 +73,6 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     if not torch.cuda.is_available():
         # CPU ranks share the cores; left alone, each rank starts a thread per core and they thrash (10x slower)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
-    set_seed(cfg.train.seed)  # before the adapter is created, so every rank starts from the same LoRA weights
 
     tokenizer = load_tokenizer(cfg)
     with args.main_process_first(desc="prepare the dataset"):
@@ -83,6 +82,9 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     dataset, manifest = load_prepared(output_dir)
     train_set, eval_set = split_for_eval(cfg, dataset, tokenizer, world)
 
+    # seeded right before the adapter is created: every rank, and every run whether or not it had to build
+    # the random demo base first, starts from the same LoRA weights
+    set_seed(cfg.train.seed)
     model = get_model(cfg, world)
     trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks)
     resume = resume_checkpoint(cfg)
