@@ -348,6 +348,9 @@ def _check(cfg: Config) -> None:
                               "template alichat, and alichat only with scripts")
         if not d.character:
             raise ConfigError("data.character: required with template alichat (the character the model plays)")
+        if not d.card:
+            raise ConfigError("data.card: required with template alichat (a YAML card: name, source, persona, "
+                              "traits)")
     if d.train_on_names is None:
         d.train_on_names = d.template != "alichat"
     if cfg.train.packing:

@@ -32,7 +32,8 @@ log = logging.getLogger("grouprp")
 
 DATASET_DIR = "dataset"
 MANIFEST = "manifest.json"
-_CODE_FILES = ("clean.py", "sheets.py", "filters.py", "tokenize.py", "schema.py", "prepare.py", "formats", "sources")
+_CODE_FILES = ("clean.py", "sheets.py", "filters.py", "tokenize.py", "schema.py", "prepare.py", "single.py", "formats",
+               "sources")
 _MAP_BATCH = 64
 _WRITE_BATCH = 512
 
@@ -81,7 +82,7 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
     work.mkdir(parents=True)
     try:
         accounting = Accounting()
-        records = _checked(_records(cfg.data), cfg.data, accounting)
+        records = _checked(_records(cfg), cfg.data, accounting)
         raw_file = _write_records(records, work / "records.arrow")
         dataset, accounting = _tokenize_all(raw_file, cfg, tokenizer, accounting, work)
         target = output_dir / DATASET_DIR
@@ -96,14 +97,18 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
     return Prepared(target, manifest, reused=False)
 
 
-def _records(cfg: DataConfig) -> Iterator[Union[Thread, Malformed]]:
+def _records(cfg: Config) -> Iterator:
+    """What the workers turn into examples: threads, or replies in single-character mode."""
+    if cfg.data.template == "alichat":
+        from grouprp.single import read_replies
+
+        return read_replies(cfg)
     from grouprp.sources import read_threads
 
-    return read_threads(cfg)
+    return read_threads(cfg.data)
 
 
-def _checked(records: Iterable[Union[Thread, Malformed]], cfg: DataConfig,
-             accounting: Accounting) -> Iterator[Thread]:
+def _checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iterator:
     """Pass threads on; raise on malformed input, or count it when `data.on_error: skip`."""
     for record in records:
         accounting.entries_in += 1
@@ -116,7 +121,7 @@ def _checked(records: Iterable[Union[Thread, Malformed]], cfg: DataConfig,
         yield record
 
 
-def _write_records(records: Iterable[Thread], path: Path) -> Path:
+def _write_records(records: Iterable, path: Path) -> Path:
     """Stream records into an Arrow IPC file that `datasets` can memory-map, a batch at a time."""
     import pyarrow as pa
 
@@ -330,11 +335,20 @@ def load_prepared(output_dir: Union[str, Path]):
 
 def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator:
     """Rendered examples in input order, without tokenizing (windows only when a tokenizer is given)."""
+    accounting = Accounting()
+    if cfg.data.template == "alichat":
+        from grouprp.single import ReplyTokenizer
+
+        render = ReplyTokenizer(cfg.data, tokenizer).format.render
+        for number, reply in enumerate(_checked(_records(cfg), cfg.data, accounting)):
+            if limit is not None and number >= limit:
+                return
+            yield render(reply)
+        return
     schema = SheetSchema(cfg.data.sheet_schema)
     fmt = get_format(cfg.data.template, bool(cfg.data.train_on_names))
-    accounting = Accounting()
     shown = 0
-    for thread in _checked(_records(cfg.data), cfg.data, accounting):
+    for thread in _checked(_records(cfg), cfg.data, accounting):
         result = build_entry(thread, cfg.data, schema)
         if isinstance(result, Dropped):
             continue

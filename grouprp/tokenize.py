@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from grouprp.schema import Entry, Example
+from grouprp.schema import DataError, Entry, Example
 
 IGNORE_INDEX = -100
 """Label of a token the loss ignores (the PyTorch cross-entropy default)."""
@@ -39,7 +39,7 @@ def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
             ids, labels = [bos, *ids], [IGNORE_INDEX, *labels]
         if example.append_eos:
             if eos is None:
-                raise ValueError("this template trains an EOS token, but the tokenizer has no eos_token")
+                raise DataError("model.tokenizer: this template trains an EOS token, but the tokenizer has no eos_token")
             ids, labels = [*ids, eos], [*labels, eos]
         out.append(Tokenized(list(ids), labels))
     return out

@@ -12,6 +12,7 @@ from grouprp.sources.tables import TABLE_SUFFIXES, SheetIndex, read_posts_table
 from grouprp.sources.threads import read_threads_json, read_threads_jsonl
 
 DATA_SUFFIXES = (".jsonl", ".json", *TABLE_SUFFIXES)
+SCRIPT_SUFFIXES = (".txt", ".jsonl")
 
 
 def input_files(cfg: DataConfig) -> list[Path]:
@@ -21,12 +22,13 @@ def input_files(cfg: DataConfig) -> list[Path]:
         raise DataError(f"data.path: {path} does not exist")
     if path.is_file():
         return [path]
-    skip = {Path(cfg.sheets).resolve()} if cfg.sheets else set()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+    skip = {Path(p).resolve() for p in (cfg.sheets, cfg.card) if p}
+    suffixes = SCRIPT_SUFFIXES if cfg.template == "alichat" else DATA_SUFFIXES
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
                    and p.resolve() not in skip)
     if not files:
-        raise DataError(f"data.path: no data files ({', '.join(DATA_SUFFIXES)}) in the folder {path}")
+        raise DataError(f"data.path: no data files ({', '.join(suffixes)}) in the folder {path}")
     return files
 
 
