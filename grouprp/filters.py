@@ -114,7 +114,8 @@ def _bios(thread: Thread, turns: list[Turn], user: str, schema: SheetSchema) -> 
     """Rendered sheets of the user and the posting characters; characters without a sheet are left out."""
     sheets = {}
     for info in thread.characters:
-        sheets.setdefault(info.name, info.sheet)
+        if info.sheet is not None:  # a name listed twice: the first entry that has a sheet
+            sheets.setdefault(info.name, info.sheet)
     wanted = dict.fromkeys([user, *(t.character for t in turns)])
     bios = {}
     for name in wanted:

@@ -13,7 +13,8 @@ from grouprp.schema import SheetSource
 FieldValue = Union[str, list[str]]
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
-_BOLD_KEY = re.compile(r"\s*(?:\*\*(?P<a>[^*\n]+?)\*\*|\[b\](?P<b>.+?)\[/b\]|<b>(?P<c>.+?)</b>)(?P<rest>.*)$", re.I)
+_BOLD_KEY = re.compile(r"\s*(?:\*\*(?P<a>[^*\n]+?)\*\*|\[b\](?P<b>.+?)\[/b\]|<(?P<tag>b|strong)>(?P<c>.+?)</(?P=tag)>)"
+                       r"(?P<rest>.*)$", re.I)
 _AFTER_BOLD_KEY = re.compile(r"\s*:\s*(?P<v>.*)$|\s+-(?:\s+(?P<w>.*))?$")
 _PLAIN_KEY = re.compile(r"\s*(?P<key>[^:\n]+?)(?::\s*(?P<v>.*)|\s+-(?:\s+(?P<w>.*))?)$")
 _ABSENT = {"", "n/a", "-"}

@@ -35,7 +35,7 @@ def test_fields_come_out_in_schema_order_whatever_the_input_order():
 
 @pytest.mark.parametrize("line", [
     "Age: 19", "age: 19", "AGE : 19", "Age - 19", "**Age**: 19", "**Age:** 19", "[b]Age:[/b] 19", "[b]Age[/b]: 19",
-    "<b>Age</b>: 19", "<b>Age:</b> 19", "[B]Age[/B] - 19",
+    "<b>Age</b>: 19", "<b>Age:</b> 19", "[B]Age[/B] - 19", "<strong>Age</strong>: 19",
 ])
 def test_key_styles(line):
     assert parse(line)["Age"] == "19"

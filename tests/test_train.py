@@ -103,6 +103,16 @@ WATCH = textwrap.dedent('''
 
     argv = [a for a in sys.argv if not a.startswith("--local_rank")]  # the deepspeed launcher adds it
     sys.argv = argv
+
+    import grouprp.prepare
+    real_prepare = grouprp.prepare.prepare
+
+    def counted_prepare(*args, **kwargs):  # records which ranks build the dataset
+        with open(os.path.join(argv[1], f"prepare-rank{os.environ.get('RANK', 0)}"), "a") as handle:
+            handle.write("called\\n")
+        return real_prepare(*args, **kwargs)
+
+    grouprp.prepare.prepare = counted_prepare
     run(load_config(argv[2], argv[3:]), callbacks=[Watch()])
 ''')
 
@@ -151,6 +161,28 @@ def test_only_lora_weights_change_and_ranks_agree(stopped_run):
     assert report["lora_changed"] == report["lora"]  # every A and B matrix moves
     assert report["base_changed"] == 0 and report["scales_changed"] == 0 and report["trainable_base"] == 0
     assert not report["lm_head_lora"]
+
+
+def test_only_rank_zero_prepares_the_dataset(stopped_run):
+    assert (stopped_run / "prepare-rank0").read_text() == "called\n"
+    assert not (stopped_run / "prepare-rank1").exists()
+
+
+def test_torchrun_and_a_single_process_take_the_same_path(full_run, base_model, tmp_path):
+    torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
+                str(ROOT / "launch" / "train.py"), "--config", "configs/demo.yaml", f"output_dir={tmp_path / 'tr'}",
+                f"model.base={base_model}", *COMMON, "train.stop_after_steps=2"]
+    check(subprocess.run(torchrun, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    first_steps = losses(tmp_path / "tr" / "checkpoints" / "checkpoint-2")
+    uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
+    assert [first_steps[s] for s in (1, 2)] == [uninterrupted[s] for s in (1, 2)]  # same launch, same numbers
+
+    single = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path / 'one'}",
+              f"model.base={base_model}", "train.max_steps=1", "eval.split=0", "train.report_to=[none]"]
+    check(subprocess.run(single, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    card = (tmp_path / "one" / "README.md").read_text()
+    assert "| GPUs | 1" in card and "accumulation 4 x 1" in card
+    assert (tmp_path / "one" / "adapter_model.safetensors").is_file()
 
 
 def test_a_stopped_run_resumes_with_the_uninterrupted_losses(stopped_run, full_run, base_model):
