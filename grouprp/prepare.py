@@ -202,8 +202,7 @@ class _Rows:
 
     def example(self, index: int, example_id: str, tokens, turns: int, characters: int, removed: Counter,
                 windows_dropped: int = 0) -> None:
-        trained = sum(1 for label in tokens.labels if label != -100)
-        self._add(index, example_id, tokens.input_ids, tokens.labels, trained, turns, characters, "", removed,
+        self._add(index, example_id, tokens.input_ids, tokens.labels, tokens.trained, turns, characters, "", removed,
                   windows_dropped)
 
     def drop(self, index: int, reason: str, removed: Counter) -> None:

@@ -24,40 +24,43 @@ IGNORE_INDEX = -100
 class Tokenized:
     input_ids: list[int]
     labels: list[int]
+    trained: int  # how many labels are not IGNORE_INDEX
 
 
 def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
     """Tokenize rendered examples in one batched call and build their labels."""
     if not examples:
         return []
-    encoded = tokenizer([e.text for e in examples], add_special_tokens=False, return_offsets_mapping=True)
+    # the Rust tokenizer directly: the Python wrapper would also build masks and type ids we do not use
+    encodings = tokenizer.backend_tokenizer.encode_batch([e.text for e in examples], add_special_tokens=False)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     out = []
-    for example, ids, offsets in zip(examples, encoded["input_ids"], encoded["offset_mapping"]):
-        labels = labels_for(example, ids, offsets)
+    for example, encoding in zip(examples, encodings):
+        ids = encoding.ids
+        labels = labels_for(example, ids, encoding.offsets)
+        trained = int(np.count_nonzero(labels != IGNORE_INDEX))
+        labels = labels.tolist()
         if bos is not None:
             ids, labels = [bos, *ids], [IGNORE_INDEX, *labels]
         if example.append_eos:
             if eos is None:
                 raise DataError("model.tokenizer: this template trains an EOS token, but the tokenizer has no eos_token")
-            ids, labels = [*ids, eos], [*labels, eos]
-        out.append(Tokenized(list(ids), labels))
+            ids, labels, trained = [*ids, eos], [*labels, eos], trained + 1
+        out.append(Tokenized(list(ids), labels, trained))
     return out
 
 
-def labels_for(example: Example, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> list[int]:
+def labels_for(example: Example, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Each token's id where its first character lies in a trained span, else IGNORE_INDEX."""
-    if not ids:
-        return []
     ids_array = np.asarray(ids, dtype=np.int64)
-    if not example.trained:
-        return [IGNORE_INDEX] * len(ids)
+    if not example.trained or not len(ids):
+        return np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
     spans = np.asarray(example.trained, dtype=np.int64)
     flat = np.fromiter(itertools.chain.from_iterable(offsets), dtype=np.int64, count=2 * len(ids))
     first = first_characters(example.text, flat.reshape(-1, 2))
     span_index = np.searchsorted(spans[:, 0], first, side="right") - 1
     inside = (span_index >= 0) & (first < spans[np.maximum(span_index, 0), 1])
-    return np.where(inside, ids_array, IGNORE_INDEX).tolist()
+    return np.where(inside, ids_array, IGNORE_INDEX)
 
 
 def first_characters(text: str, offsets: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ def test_trained_tokens_decode_to_exactly_the_model_turns_and_end_marker(tokeniz
     decoded = tokenizer.decode(trained_ids(tokens), skip_special_tokens=False, clean_up_tokenization_spaces=False)
     assert decoded == expected_trained_text(entry, template)
     assert all(label in (IGNORE_INDEX, token) for token, label in zip(tokens.input_ids, tokens.labels))
+    assert tokens.trained == sum(1 for label in tokens.labels if label != IGNORE_INDEX)
 
 
 def test_without_names_the_reply_is_trained_from_its_first_word(tokenizer):
@@ -61,10 +62,10 @@ def test_without_names_the_reply_is_trained_from_its_first_word(tokenizer):
 def test_labels_follow_each_tokens_first_character():
     example = Example("ab cd", ((3, 5),))
     # tokens "ab", " cd": the second starts with a space that is untrained, but its first visible char is in
-    assert labels_for(example, [7, 8], [(0, 2), (2, 5)]) == [IGNORE_INDEX, 8]
-    assert labels_for(Example("ab cd", ((0, 2),)), [7, 8], [(0, 2), (2, 5)]) == [7, IGNORE_INDEX]
+    assert labels_for(example, [7, 8], [(0, 2), (2, 5)]).tolist() == [IGNORE_INDEX, 8]
+    assert labels_for(Example("ab cd", ((0, 2),)), [7, 8], [(0, 2), (2, 5)]).tolist() == [7, IGNORE_INDEX]
     # a whitespace-only token counts by its start
-    assert labels_for(Example("ab  cd", ((2, 6),)), [1, 2, 3], [(0, 2), (2, 4), (4, 6)]) == [IGNORE_INDEX, 2, 3]
+    assert labels_for(Example("ab  cd", ((2, 6),)), [1, 2, 3], [(0, 2), (2, 4), (4, 6)]).tolist() == [IGNORE_INDEX, 2, 3]
 
 
 def test_windows_are_consecutive_fit_and_end_on_a_model_post():
