@@ -127,6 +127,10 @@ def _label(speaker: Optional[str], cfg: DataConfig) -> Optional[str]:
 
 def read_replies(cfg: Config) -> Iterator[Union[Reply, Malformed]]:
     """Every reply of the target character in every script file, with its scene's scenario."""
+    card = load_card(cfg.data.card)
+    if card.name.casefold() not in {n.casefold() for n in (cfg.data.character, *cfg.data.aliases)}:
+        raise DataError(f"{cfg.data.card}: the card is for {card.name!r} but data.character is "
+                        f"{cfg.data.character!r}; add {card.name!r} to data.aliases or fix the card")
     scenarios = ScenarioSource(cfg.data.scenario, cfg.data, Path(cfg.output_dir))
     for path in input_files(cfg.data):
         for scene in read_scenes(path):

@@ -137,6 +137,15 @@ def test_bad_cards_name_the_file_and_field(tmp_path, text, problem):
     assert problem in str(error.value)
 
 
+def test_a_card_for_another_character_is_an_error(tmp_path):
+    (tmp_path / "script.txt").write_text("Nox: Hi.\n")
+    cfg = data_cfg(tmp_path, "data.character=Mara")
+    with pytest.raises(DataError, match="the card is for 'Nox' but data.character is 'Mara'"):
+        list(read_replies(cfg))
+    cfg = data_cfg(tmp_path, "data.character=Mara", "data.aliases=[nox]")
+    assert [r.text for r in read_replies(cfg)] == ["Hi."]  # Nox's lines are now Mara's
+
+
 def test_bad_script_rows_and_bytes_are_reported_with_file_and_line(tmp_path, capsys):
     cfg_path = tmp_path / "c.yaml"
     data_cfg(tmp_path)
