@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,11 +179,38 @@ def split_for_eval(cfg: Config, dataset, tokenizer, world: World):
         return dataset.select_columns(columns), held_out.select_columns(columns)
     if split == 0:
         return dataset.select_columns(columns), None
-    n_eval = max(1, math.floor(len(dataset) * split))
-    if len(dataset) - n_eval < 1:
-        raise ConfigError(f"eval.split: holding out {n_eval} of {len(dataset)} examples leaves none to train on")
-    parts = dataset.train_test_split(test_size=n_eval, seed=cfg.train.seed, shuffle=True)
-    return parts["train"].select_columns(columns), parts["test"].select_columns(columns)
+    train_rows, eval_rows = held_out_rows(dataset["id"], split, cfg.train.seed)
+    if not train_rows or not eval_rows:
+        raise ConfigError(f"eval.split: cannot hold out {split:g} of {len(dataset)} examples from "
+                          f"{len(set(_source_of(i) for i in dataset['id']))} thread(s) and still train; lower "
+                          "eval.split, set it to 0, or give a path to held-out data")
+    return dataset.select(train_rows).select_columns(columns), dataset.select(eval_rows).select_columns(columns)
+
+
+def held_out_rows(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split example rows into train and eval by whole threads (or scenes): windows of one thread never straddle.
+
+    Threads are drawn in a seeded random order until at least `fraction` of the examples are held out, but
+    never all of them.
+    """
+    groups: dict[str, list[int]] = {}
+    for row, example_id in enumerate(ids):
+        groups.setdefault(_source_of(example_id), []).append(row)
+    order = sorted(groups)
+    random.Random(seed).shuffle(order)
+    wanted = max(1, math.floor(len(ids) * fraction))
+    held: list[int] = []
+    for name in order[:-1]:
+        if len(held) >= wanted:
+            break
+        held.extend(groups[name])
+    held_set = set(held)
+    return [r for r in range(len(ids)) if r not in held_set], sorted(held)
+
+
+def _source_of(example_id: str) -> str:
+    """The thread (or scene) an example comes from: its id before the window/reply suffix."""
+    return example_id.split("#", 1)[0]
 
 
 def _barrier() -> None:

@@ -211,3 +211,26 @@ def test_gradient_accumulation_arithmetic():
     assert gradient_accumulation(cfg, 2) == 6 and gradient_accumulation(cfg, 1) == 12
     with pytest.raises(ConfigError, match=r"train.global_batch_size: 12 .* world size \(5 processes"):
         gradient_accumulation(cfg, 5)
+
+
+def test_eval_split_keeps_each_threads_windows_together():
+    from grouprp.train import held_out_rows
+
+    ids = ["a#w0", "a#w1", "a#w2", "b", "c#w0", "c#w1", "d", "e", "f", "g"]
+    train, held = held_out_rows(ids, 0.2, seed=3)
+    assert sorted(train + held) == list(range(10)) and len(held) >= 2
+    threads = lambda rows: {ids[r].split("#")[0] for r in rows}
+    assert not threads(train) & threads(held)
+    assert held_out_rows(ids, 0.2, seed=3) == (train, held)  # seeded
+    assert held_out_rows(["a#w0", "a#w1"], 0.5, seed=0) == ([0, 1], [])  # one thread: nothing can be held out
+
+
+def test_single_character_config_trains_like_threads(tmp_path):
+    command = [str(BIN / "grouprp"), "train", "configs/single_character.yaml", f"output_dir={tmp_path}",
+               f"model.base={tmp_path / 'base'}", "train.max_steps=2", "train.deepspeed=null",
+               "train.report_to=[none]"]
+    check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    info = json.loads((tmp_path / "grouprp.json").read_text())
+    assert info["template"] == "alichat" and info["train_on_names"] is False and info["metrics"]["steps"] == 2
+    assert info["metrics"]["eval_loss"] is not None
+    assert (tmp_path / "adapter_model.safetensors").is_file()
