@@ -7,7 +7,7 @@ chatml: <|im_start|>{role}\n{content}<|im_end|>\n blocks, roles system/user/assi
 from __future__ import annotations
 
 from grouprp.formats.base import Format, TextBuilder
-from grouprp.schema import Entry, Example, Turn
+from grouprp.schema import Entry, Example
 
 SYSTEM_INTRO = ("You are involved in a multi-character internet-style roleplaying session with a human user, who is "
                 "playing as {user}. Do not generate dialogue for the user's character, {user}. "
@@ -32,36 +32,44 @@ def system_prompt(entry: Entry) -> str:
     return "\n".join(lines)
 
 
-class Lyra(Format):
-    """`[INST]role\\ncontent[/INST]` blocks; trained: each model block's content and `[/INST]`, and the end marker."""
+class GroupFormat(Format):
+    """Blocks of `{open(role)}{content}{close}{between}`; trained: each model block's content and close marker,
+    then the end marker. Subclasses only say what their markers are."""
+
+    block_open = ""
+    close = ""
+    between = ""
+    end = ""
+    role_names = {"system": "system", "user": "user", "model": "model"}
+
+    def render(self, entry: Entry) -> Example:
+        out = TextBuilder().add(self._open("system") + system_prompt(entry) + self.close + self.between)
+        for turn in entry.turns:
+            model = turn.role == "model"
+            out.add(self._open(turn.role))
+            out.add(f"{turn.character}: ", trained=model and self.train_on_names)
+            out.add(turn.text, trained=model)
+            out.add(self.close, trained=model).add(self.between)
+        return out.add(self.end, trained=True).build()
+
+    def _open(self, role: str) -> str:
+        return self.block_open.format(role=self.role_names[role])
+
+
+class Lyra(GroupFormat):
+    """`[INST]role\ncontent[/INST]` blocks back to back, ending with `<|im_end|>`."""
 
     name = "lyra"
-
-    def render(self, entry: Entry) -> Example:
-        out = TextBuilder().add(f"[INST]system\n{system_prompt(entry)}[/INST]")
-        for turn in entry.turns:
-            model = turn.role == "model"
-            out.add(f"[INST]{turn.role}\n")
-            _add_content(out, turn, trained=model, train_name=self.train_on_names)
-            out.add("[/INST]", trained=model)
-        return out.add(END_OF_EXAMPLE, trained=True).build()
+    block_open = "[INST]{role}\n"
+    close = "[/INST]"
+    end = END_OF_EXAMPLE
 
 
-class ChatML(Format):
-    """`<|im_start|>role\\ncontent<|im_end|>\\n` blocks; trained: each assistant content and its `<|im_end|>`."""
+class ChatML(GroupFormat):
+    """`<|im_start|>role\ncontent<|im_end|>\n` blocks; the newline after `<|im_end|>` is never trained."""
 
     name = "chatml"
-
-    def render(self, entry: Entry) -> Example:
-        out = TextBuilder().add(f"<|im_start|>system\n{system_prompt(entry)}<|im_end|>\n")
-        for turn in entry.turns:
-            model = turn.role == "model"
-            out.add(f"<|im_start|>{'assistant' if model else 'user'}\n")
-            _add_content(out, turn, trained=model, train_name=self.train_on_names)
-            out.add("<|im_end|>", trained=model).add("\n")
-        return out.build()
-
-
-def _add_content(out: TextBuilder, turn: Turn, trained: bool, train_name: bool) -> None:
-    out.add(f"{turn.character}: ", trained=trained and train_name)
-    out.add(turn.text, trained=trained)
+    block_open = "<|im_start|>{role}\n"
+    close = "<|im_end|>"
+    between = "\n"
+    role_names = {"system": "system", "user": "user", "model": "assistant"}
