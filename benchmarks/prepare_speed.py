@@ -93,8 +93,8 @@ def main() -> None:
     ceiling_rate = ceiling_tokens / ceiling_seconds
     print(f"threads {args.threads} x {args.posts} posts, {manifest['examples']:,} examples, "
           f"{manifest['tokens']:,} tokens, num_proc {args.num_proc}, {os.cpu_count()} CPUs, best of {args.repeat}")
-    print(f"prepare (read, clean, render, tokenize, labels, save): {prepare_seconds:7.2f} s  {prepare_rate:12,.0f} tok/s")
-    print(f"ceiling (tokenizer batch encoding of the same text):   {ceiling_seconds:7.2f} s  {ceiling_rate:12,.0f} tok/s")
+    print(f"prepare (read, clean, render, tokenize, labels, save): {prepare_seconds:7.2f} s {prepare_rate:10,.0f} tok/s")
+    print(f"ceiling (tokenizer batch encoding of the same text):   {ceiling_seconds:7.2f} s {ceiling_rate:10,.0f} tok/s")
     print(f"ratio {prepare_rate / ceiling_rate:.2f} (target >= 0.70)")
 
 

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, run) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("config", help="the run's YAML config")
-        sub.add_argument("overrides", nargs="*", metavar="key=value", help="dotted-key overrides, e.g. data.min_turns=4")
+        sub.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="dotted-key overrides, e.g. data.min_turns=4")
         sub.set_defaults(run=run)
         return sub
 

@@ -161,7 +161,7 @@ class ThreadTokenizer:
         self.format = get_format(cfg.template, bool(cfg.train_on_names))
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = _Rows()
+        rows = ExampleRows()
         kept = []
         for index, record in zip(batch["index"], batch["record"]):
             result = build_entry(Thread.from_json(record), self.cfg, self.schema)
@@ -175,7 +175,7 @@ class ThreadTokenizer:
             if len(tokens.input_ids) <= self.cfg.sequence_len:
                 rows.example(index, entry.id, tokens, len(entry.turns), len(entry.characters), result.posts_removed)
                 continue
-            plan = split_into_windows(entry, self._fits, lambda w: filter_reason(w, self.cfg) is None)
+            plan = split_into_windows(entry, self.fits, lambda w: filter_reason(w, self.cfg) is None)
             if not plan.windows:
                 rows.drop(index, "too_long", result.posts_removed)
                 continue
@@ -186,12 +186,13 @@ class ThreadTokenizer:
                              windows_dropped=plan.dropped if number == 0 else 0)
         return rows.columns
 
-    def _fits(self, window) -> bool:
+    def fits(self, window) -> bool:
+        """Whether a window's rendered tokens fit sequence_len."""
         tokens = encode_batch([self.format.render(window)], self.tokenizer)[0]
         return len(tokens.input_ids) <= self.cfg.sequence_len
 
 
-class _Rows:
+class ExampleRows:
     """Column-wise output of one map batch."""
 
     NAMES = ("index", "id", "input_ids", "labels", "length", "trained", "turns", "characters", "drop", "removed",
@@ -354,8 +355,8 @@ def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Itera
         entries = [result.entry]
         if tokenizer is not None:
             worker = ThreadTokenizer(cfg.data, tokenizer)
-            if not worker._fits(result.entry):
-                entries = split_into_windows(result.entry, worker._fits,
+            if not worker.fits(result.entry):
+                entries = split_into_windows(result.entry, worker.fits,
                                              lambda w: filter_reason(w, cfg.data) is None).windows
         for entry in entries:
             yield fmt.render(entry)

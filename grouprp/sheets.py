@@ -57,7 +57,10 @@ def parse_sheet(source: Union[str, dict], character: str, schema: SheetSchema) -
     values: dict[str, FieldValue] = {}
     if isinstance(source, dict):
         for key, raw in source.items():
-            lines = [_as_text(v) for v in raw] if isinstance(raw, list) else normalize_newlines(_as_text(raw)).split("\n")
+            if isinstance(raw, list):
+                lines = [_as_text(v) for v in raw]
+            else:
+                lines = normalize_newlines(_as_text(raw)).split("\n")
             _store(values, schema, str(key), lines, from_mapping_list=isinstance(raw, list))
     else:
         preamble, *sections = _sections(source, schema)

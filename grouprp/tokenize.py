@@ -44,7 +44,8 @@ def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
             ids, labels = [bos, *ids], [IGNORE_INDEX, *labels]
         if example.append_eos:
             if eos is None:
-                raise DataError("model.tokenizer: this template trains an EOS token, but the tokenizer has no eos_token")
+                raise DataError("model.tokenizer: this template trains an EOS token, "
+                                "but the tokenizer has no eos_token")
             ids, labels, trained = [*ids, eos], [*labels, eos], trained + 1
         out.append(Tokenized(list(ids), labels, trained))
     return out

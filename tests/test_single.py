@@ -13,7 +13,8 @@ from grouprp.config import load_config
 from grouprp.formats import get_format
 from grouprp.prepare import prepare
 from grouprp.schema import DataError
-from grouprp.single import Card, Reply, ScenarioSource, load_card, read_replies, replies_in_scene
+from grouprp.single import Reply, ScenarioSource, read_replies, replies_in_scene
+from grouprp.sources.cards import Card, load_card
 from grouprp.sources.scripts import Line, Scene, parse_line, read_scenes
 from grouprp.tokenize import IGNORE_INDEX, encode_batch
 

@@ -10,7 +10,7 @@ from grouprp.cli import main
 from grouprp.config import load_config
 from grouprp.filters import Accounting
 from grouprp.prepare import _checked
-from grouprp.schema import DataError, Malformed, Thread
+from grouprp.schema import Malformed, Thread
 from grouprp.sources import read_threads
 
 
