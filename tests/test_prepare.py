@@ -177,3 +177,16 @@ def test_stats_prints_accounting_lengths_and_trained_share(tmp_path, threads_fil
     assert "10 in, 6 kept" in out
     assert "too_few_turns 2" in out and "ooc 1" in out and "trailing_user 7" in out
     assert "tokens/example:" in out and "p90" in out and "trained" in out and "%" in out
+
+
+def test_eval_split_as_a_path_prepares_held_out_data_of_its_own(tmp_path, threads_file, tokenizer):
+    from grouprp.train import World, split_for_eval
+
+    held_out = write_jsonl(tmp_path / "held_out.jsonl", [make_thread(f"h{i}", SPEAKERS) for i in range(3)])
+    cfg, _ = make_config(tmp_path, threads_file, f"eval.split={held_out}")
+    prepare(cfg, tokenizer)
+    dataset, _ = load_prepared(tmp_path / "out")
+    train, evaluation = split_for_eval(cfg, dataset, tokenizer, World(0, 0, 1, 1))
+    assert len(train) == len(dataset) == 6 and len(evaluation) == 3
+    assert json.loads((tmp_path / "out" / "eval_data" / "manifest.json").read_text())["entries_in"] == 3
+    assert train.column_names == ["input_ids", "labels"]
