@@ -48,7 +48,9 @@ def is_wholly_ooc(raw: str) -> bool:
 
 def cut_ooc(raw: str) -> str:
     """Remove inline `((...))` asides and a trailing `OOC:` line from in-character text."""
-    text = _INLINE_OOC.sub("", raw)
+    text = _INLINE_OOC.sub("", raw) if "((" in raw else raw
+    if "ooc" not in text.lower():  # the common case, and cheaper than the regex below
+        return text
     previous = None
     while previous != text:
         previous, text = text, _TRAILING_OOC_LINE.sub("", text.rstrip())
@@ -76,8 +78,11 @@ def normalize_whitespace(text: str) -> str:
     if "&" in text:
         text = html.unescape(text)
     text = text.replace("\u00a0", " ").replace("\u202f", " ")
-    text = _TRAILING_SPACES.sub("", text)
-    return _MANY_NEWLINES.sub("\n\n", text).strip()
+    if " \n" in text or "\t\n" in text:
+        text = _TRAILING_SPACES.sub("", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
 
 
 def clean_text(raw: str) -> str:
