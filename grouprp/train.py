@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from grouprp.config import Config, ConfigError, to_dict
+from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
 
 log = logging.getLogger("grouprp")
@@ -77,9 +78,10 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     tokenizer = load_tokenizer(cfg)
     with args.main_process_first(desc="prepare the dataset"):
         if world.is_main:  # the other ranks wait here, then read what rank 0 wrote: they never tokenize
-            prepare(cfg, tokenizer)
+            _require_examples(prepare(cfg, tokenizer).manifest, output_dir)
             _build_random_base(cfg, tokenizer)
     dataset, manifest = load_prepared(output_dir)
+    _require_examples(manifest, output_dir)
     train_set, eval_set = split_for_eval(cfg, dataset, tokenizer, world)
 
     # seeded right before the adapter is created: every rank, and every run whether or not it had to build
@@ -98,6 +100,12 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return output_dir
+
+
+def _require_examples(manifest: dict, output_dir: Path) -> None:
+    if manifest["examples"] == 0:
+        raise DataError(f"{output_dir / 'manifest.json'}: no examples to train on ({manifest['entries_in']} entries "
+                        f"read, dropped: {manifest['dropped']}); check data.path and the data.* filters")
 
 
 def training_arguments(cfg: Config, accumulation: int, world: World):

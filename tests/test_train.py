@@ -234,3 +234,13 @@ def test_single_character_config_trains_like_threads(tmp_path):
     assert info["template"] == "alichat" and info["train_on_names"] is False and info["metrics"]["steps"] == 2
     assert info["metrics"]["eval_loss"] is not None
     assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
+def test_no_examples_left_is_a_clear_error_before_the_model_loads(tmp_path):
+    command = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", "configs/demo.yaml",
+               f"output_dir={tmp_path}", f"model.base={tmp_path / 'base-model'}", "data.min_turns=500",
+               "train.deepspeed=null"]
+    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "manifest.json: no examples to train on (24 entries read" in result.stderr
+    assert not (tmp_path / "base-model").exists() and "Traceback" not in result.stderr
