@@ -159,6 +159,7 @@ class ThreadTokenizer:
         self.tokenizer = tokenizer
         self.schema = SheetSchema(cfg.sheet_schema)
         self.format = get_format(cfg.template, bool(cfg.train_on_names))
+        self._window_tokens: dict[str, Any] = {}  # rendered window text -> its tokens, for one entry at a time
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         rows = ExampleRows()
@@ -175,11 +176,14 @@ class ThreadTokenizer:
             if len(tokens.input_ids) <= self.cfg.sequence_len:
                 rows.example(index, entry.id, tokens, len(entry.turns), len(entry.characters), result.posts_removed)
                 continue
+            self._window_tokens = {}
             plan = split_into_windows(entry, self.fits, lambda w: filter_reason(w, self.cfg) is None)
             if not plan.windows:
                 rows.drop(index, "too_long", result.posts_removed)
                 continue
-            windows = encode_batch([self.format.render(w) for w in plan.windows], self.tokenizer)
+            # most kept windows were encoded while searching for where to cut (not those moved back off a user post)
+            windows = [self._window_tokens.get(example.text) or encode_batch([example], self.tokenizer)[0]
+                       for example in (self.format.render(w) for w in plan.windows)]
             for number, (window, window_tokens) in enumerate(zip(plan.windows, windows)):
                 rows.example(index, window.id, window_tokens, len(window.turns), len(window.characters),
                              result.posts_removed if number == 0 else Counter(),
@@ -187,8 +191,10 @@ class ThreadTokenizer:
         return rows.columns
 
     def fits(self, window) -> bool:
-        """Whether a window's rendered tokens fit sequence_len."""
-        tokens = encode_batch([self.format.render(window)], self.tokenizer)[0]
+        """Whether a window's rendered tokens fit sequence_len (remembering them for the window's row)."""
+        example = self.format.render(window)
+        tokens = encode_batch([example], self.tokenizer)[0]
+        self._window_tokens[example.text] = tokens
         return len(tokens.input_ids) <= self.cfg.sequence_len
 
 
