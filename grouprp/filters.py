@@ -29,13 +29,6 @@ class Accounting:
     posts_removed: Counter = field(default_factory=Counter)
     windows_dropped: Counter = field(default_factory=Counter)
 
-    def merge(self, other: "Accounting") -> None:
-        self.entries_in += other.entries_in
-        self.entries_kept += other.entries_kept
-        self.dropped.update(other.dropped)
-        self.posts_removed.update(other.posts_removed)
-        self.windows_dropped.update(other.windows_dropped)
-
     def to_dict(self) -> dict:
         return {
             "entries_in": self.entries_in,
@@ -95,19 +88,6 @@ def filter_reason(entry: Entry, cfg: DataConfig) -> Optional[str]:
     if n > cfg.max_characters:
         return "too_many_characters"
     return None
-
-
-def read_entries(threads, cfg: DataConfig, schema: SheetSchema, accounting: Accounting):
-    """Yield the kept entries of an iterable of threads, counting every drop and removed post in `accounting`."""
-    for thread in threads:
-        accounting.entries_in += 1
-        result = build_entry(thread, cfg, schema)
-        accounting.posts_removed.update(result.posts_removed)
-        if isinstance(result, Dropped):
-            accounting.dropped[result.reason] += 1
-        else:
-            accounting.entries_kept += 1
-            yield result.entry
 
 
 def _bios(thread: Thread, turns: list[Turn], user: str, schema: SheetSchema) -> dict[str, str]:

@@ -80,10 +80,6 @@ def first_characters(text: str, offsets: np.ndarray) -> np.ndarray:
 _WHITESPACE_CODES = np.array([ord(c) for c in " \t\n\r\x0b\x0c\u00a0\u2028\u2029\u3000"], dtype=np.uint32)
 
 
-def token_count(tokenized: Tokenized) -> int:
-    return len(tokenized.input_ids)
-
-
 @dataclass(frozen=True)
 class WindowPlan:
     windows: list[Entry]
