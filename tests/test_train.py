@@ -5,6 +5,7 @@ These launch real processes and take a few minutes on 2 cores; they share runs t
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,8 +61,9 @@ def base_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, base_model):
     out = tmp_path_factory.mktemp("full")
-    check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={out}",
-                    f"model.base={base_model}", *COMMON))
+    result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={out}",
+                             f"model.base={base_model}", *COMMON))
+    (out / "console.txt").write_text(result.stdout + result.stderr)
     return out
 
 
@@ -153,6 +155,17 @@ def test_two_rank_deepspeed_8bit_run_learns_and_saves_a_loadable_adapter(full_ru
     assert logits.shape[:2] == (1, 4) and torch.isfinite(logits).all()
 
 
+def test_one_progress_bar_shows_loss_trained_tokens_per_second_and_eta(full_run):
+    console = (full_run / "console.txt").read_text()
+    assert console.count("step 0: eval_loss") == 1  # every rank evaluates; only rank 0's bar reports it
+    bars = re.findall(r"training: +\d+%\|[^|]*\| (\d+)/(\d+) \[(\d\d:\d\d)<(\d\d:\d\d)[^\]]*"
+                      r"loss=(\d+\.\d{4}), tok/s=([\d,]+)\]", console)
+    assert bars, console[-2000:]
+    assert {int(total) for _, total, *_ in bars} == {STEPS}
+    assert max(int(done) for done, *_ in bars) == STEPS  # it reached the end, with elapsed<remaining (ETA) shown
+    assert all(float(loss) > 0 and int(rate.replace(",", "")) > 0 for *_, loss, rate in bars)
+
+
 def test_only_lora_weights_change_and_ranks_agree(stopped_run):
     reports = [json.loads((stopped_run / f"watch-rank{r}.json").read_text()) for r in (0, 1)]
     assert reports[0] == reports[1]
@@ -171,8 +184,10 @@ def test_only_rank_zero_prepares_the_dataset(stopped_run):
 def test_torchrun_and_a_single_process_take_the_same_path(full_run, base_model, tmp_path):
     torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
                 str(ROOT / "launch" / "train.py"), "--config", "configs/demo.yaml", f"output_dir={tmp_path / 'tr'}",
-                f"model.base={base_model}", *COMMON, "train.stop_after_steps=2"]
+                f"model.base={base_model}", *COMMON, "train.stop_after_steps=2", "train.save_total_limit=1"]
     check(subprocess.run(torchrun, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    kept = sorted(p.name for p in (tmp_path / "tr" / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-2"]  # saved every step, only the last one kept
     first_steps = losses(tmp_path / "tr" / "checkpoints" / "checkpoint-2")
     uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
     assert [first_steps[s] for s in (1, 2)] == [uninterrupted[s] for s in (1, 2)]  # same launch, same numbers
