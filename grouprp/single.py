@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -190,6 +190,10 @@ class ReplyTokenizer:
         replies = [Reply.from_json(r) for r in batch["record"]]
         examples = [self.format.render(reply) for reply in replies]
         for index, reply, tokens in zip(batch["index"], replies, encode_batch(examples, self.tokenizer)):
+            while len(tokens.input_ids) > self.cfg.sequence_len and reply.history:
+                # too long: the oldest history goes first, the reply and the card always stay
+                reply = replace(reply, history=reply.history[1:])
+                tokens = encode_batch([self.format.render(reply)], self.tokenizer)[0]
             if len(tokens.input_ids) > self.cfg.sequence_len:
                 rows.drop(index, "too_long", Counter())
             else:

@@ -11,7 +11,7 @@ from conftest import ROOT, TOKENIZER
 from grouprp.cli import main
 from grouprp.config import load_config
 from grouprp.formats import get_format
-from grouprp.prepare import prepare
+from grouprp.prepare import load_prepared, prepare
 from grouprp.schema import DataError
 from grouprp.single import Reply, ScenarioSource, read_replies, replies_in_scene
 from grouprp.sources.cards import Card, load_card
@@ -121,6 +121,21 @@ def test_sample_script_gives_one_example_per_reply(tmp_path, tokenizer):
     manifest = prepare(cfg, tokenizer).manifest
     assert manifest["examples"] == manifest["entries_kept"] == replies
     assert manifest["entries_in"] == replies and manifest["template"] == "alichat"
+
+
+def test_a_reply_too_long_for_sequence_len_loses_its_oldest_history_first(tmp_path, tokenizer):
+    lines = [f"{('Mara', 'Ivo')[i % 2]}: {'Line number %d of a long and winding conversation. ' % i * 3}"
+             for i in range(12)]
+    (tmp_path / "script.txt").write_text("\n".join(lines + ["Nox: Short answer.", "Nox\u300c" + "word " * 200 + "\u300d"]))
+    cfg = data_cfg(tmp_path, "data.sequence_len=600", "data.history_turns=10")
+    prepare(cfg, tokenizer)
+    dataset, _ = load_prepared(tmp_path / "out")
+    (row,) = dataset
+    text = tokenizer.decode(row["input_ids"], skip_special_tokens=False)
+    assert row["length"] <= 600 and "Line number 11" in text and "Line number 2 " not in text
+    assert text.endswith("Short answer. " + "word " * 199 + "word</s>")  # both Nox lines are one reply
+    manifest = prepare(data_cfg(tmp_path, "data.sequence_len=300"), tokenizer).manifest  # the reply alone is longer
+    assert (manifest["entries_in"], manifest["examples"], manifest["dropped"]["too_long"]) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("text, problem", [
