@@ -6,6 +6,7 @@ One code path for every launcher: `deepspeed launch/train.py`, `torchrun launch/
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -167,6 +168,9 @@ def _check_paths(cfg: Config) -> None:
         raise ConfigError(f"train.resume: {cfg.train.resume} is not a checkpoint folder; use auto, never or a path")
     if not cfg.model.base:
         raise ConfigError("model.base: required (a HF model id or a local folder)")
+    if "wandb" in cfg.train.report_to and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("train.report_to: wandb is not installed; `pip install -e .[wandb]` (and `wandb login`), "
+                          "or drop it from train.report_to")
 
 
 def split_for_eval(cfg: Config, dataset, tokenizer, world: World):

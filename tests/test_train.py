@@ -259,3 +259,13 @@ def test_no_examples_left_is_a_clear_error_before_the_model_loads(tmp_path):
     assert result.returncode == 2
     assert "manifest.json: no examples to train on (24 entries read" in result.stderr
     assert not (tmp_path / "base-model").exists() and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_wandb_without_the_package_is_a_config_error_before_anything_loads(tmp_path):
+    from grouprp.train import run
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}", "train.report_to=[tensorboard, wandb]"])
+    with pytest.raises(ConfigError, match=r"train.report_to: wandb is not installed"):
+        run(cfg)
+    assert not any(tmp_path.iterdir())
