@@ -84,7 +84,7 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
         accounting = Accounting()
         records = _checked(_records(cfg), cfg.data, accounting)
         raw_file = _write_records(records, work / "records.arrow")
-        dataset, accounting = _tokenize_all(raw_file, cfg, tokenizer, accounting, work)
+        dataset = _tokenize_all(raw_file, cfg, tokenizer, accounting, work)
         target = output_dir / DATASET_DIR
         shutil.rmtree(target, ignore_errors=True)
         dataset.save_to_disk(str(target))
@@ -223,6 +223,7 @@ class ExampleRows:
 
 
 def _tokenize_all(raw_file: Path, cfg: Config, tokenizer, accounting: Accounting, work: Path):
+    """The map over all records; fills `accounting` from what the workers report, returns the kept examples."""
     from datasets import Dataset, Features, Sequence, Value, disable_progress_bars
 
     disable_progress_bars()
@@ -246,8 +247,7 @@ def _tokenize_all(raw_file: Path, cfg: Config, tokenizer, accounting: Accounting
                              batch_size=1000, cache_file_name=str(work / "kept.arrow"),
                              new_fingerprint="grouprp-kept")
     # save_to_disk writes only the kept rows, so the filter's index mapping needs no flattening copy first
-    return examples.select_columns(["id", "input_ids", "labels", "length", "trained", "turns", "characters"]), \
-        accounting
+    return examples.select_columns(["id", "input_ids", "labels", "length", "trained", "turns", "characters"])
 
 
 def _worker_for(cfg: DataConfig, tokenizer) -> Callable[[dict], dict]:
@@ -351,21 +351,18 @@ def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Itera
                 return
             yield render(reply)
         return
-    schema = SheetSchema(cfg.data.sheet_schema)
-    fmt = get_format(cfg.data.template, bool(cfg.data.train_on_names))
+    worker = ThreadTokenizer(cfg.data, tokenizer)  # renders; fits() is only called when there is a tokenizer
     shown = 0
     for thread in _checked(_records(cfg), cfg.data, accounting):
-        result = build_entry(thread, cfg.data, schema)
+        result = build_entry(thread, cfg.data, worker.schema)
         if isinstance(result, Dropped):
             continue
         entries = [result.entry]
-        if tokenizer is not None:
-            worker = ThreadTokenizer(cfg.data, tokenizer)
-            if not worker.fits(result.entry):
-                entries = split_into_windows(result.entry, worker.fits,
-                                             lambda w: filter_reason(w, cfg.data) is None).windows
+        if tokenizer is not None and not worker.fits(result.entry):
+            entries = split_into_windows(result.entry, worker.fits,
+                                         lambda w: filter_reason(w, cfg.data) is None).windows
         for entry in entries:
-            yield fmt.render(entry)
+            yield worker.format.render(entry)
             shown += 1
             if limit is not None and shown >= limit:
                 return

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -180,9 +180,7 @@ def split_for_eval(cfg: Config, dataset, tokenizer, world: World):
     if isinstance(split, str):
         from grouprp.prepare import load_prepared, prepare
 
-        eval_cfg = Config(**{**cfg.__dict__})
-        eval_cfg.data = type(cfg.data)(**{**cfg.data.__dict__, "path": split})
-        eval_cfg.output_dir = str(Path(cfg.output_dir) / "eval_data")
+        eval_cfg = replace(cfg, output_dir=str(Path(cfg.output_dir) / "eval_data"), data=replace(cfg.data, path=split))
         if world.is_main:
             prepare(eval_cfg, tokenizer)
         _barrier()

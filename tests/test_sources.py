@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import make_thread, write_jsonl
+from conftest import ROOT, make_thread, write_jsonl
 from grouprp.cli import main
 from grouprp.config import load_config
 from grouprp.filters import Accounting
@@ -174,25 +174,11 @@ def test_a_thread_with_one_bad_row_is_malformed_as_a_whole(tmp_path):
 
 def test_streaming_keeps_memory_bounded(tmp_path):
     """200,000 posts in a posts table are grouped into threads without holding the file in memory."""
-    import subprocess
     import sys
 
-    path = tmp_path / "big.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["thread_id", "position", "author", "text"])
-        for i in range(200_000):
-            writer.writerow([f"thread-{i // 40}", i % 40, f"user{i % 5}", "A fairly ordinary post of some length. " * 8])
-    code = (
-        "from grouprp.config import DataConfig\n"
-        "from grouprp.sources import read_threads\n"
-        f"n = sum(len(t.posts) for t in read_threads(DataConfig(path={str(path)!r})))\n"
-        # VmHWM, not ru_maxrss: the latter survives exec and would include the parent pytest process
-        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]\n"
-        "print(n, int(peak) // 1024)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    posts, peak_mb = int(out[0]), int(out[1])
-    assert posts == 200_000
-    assert path.stat().st_size > 60_000_000
-    assert peak_mb < 200, f"peak RSS {peak_mb} MB reading a {path.stat().st_size // 2**20} MB table"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from read_memory import measure
+
+    result = measure(200_000, 40, tmp_path)
+    assert result["posts"] == 200_000 and result["file_mb"] > 50
+    assert result["peak_mb"] < 200, result

@@ -167,7 +167,12 @@ def _is_nan(value: Any) -> bool:
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    """True when surrogateescape kept undecodable bytes; encoding checks at C speed, not char by char."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class SheetIndex:
