@@ -73,7 +73,7 @@ def main() -> None:
         # the ceiling first: prepare turns Rust-side threads off in this process for its worker processes.
         # Both sides are timed --repeat times and the best is kept: this machine's timings vary by +-30%.
         os.environ["TOKENIZERS_PARALLELISM"] = "true"
-        texts = [example.text for example in preview_examples(cfg, None)]
+        texts = [example.text for _, example in preview_examples(cfg, None)]
         ceiling_seconds = float("inf")
         for _ in range(args.repeat):
             started = time.perf_counter()

@@ -1,10 +1,17 @@
-"""The `grouprp` command: prepare, preview, stats, train. Thin: parse, load the config, call the stage."""
+"""The `grouprp` command: prepare, preview, stats, train. Thin: parse, load the config, call the stage.
+
+`grouprp train` runs under any launcher as well as alone:
+    deepspeed --num_gpus 2 --module grouprp train configs/lyra_lora.yaml
+    torchrun --nproc_per_node 2 -m grouprp train configs/lyra_lora.yaml
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -13,8 +20,11 @@ from grouprp.schema import DataError
 
 log = logging.getLogger("grouprp")
 
+_LOCAL_RANK = re.compile(r"^--local[-_]rank(=\d+)?$")
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = without_local_rank(sys.argv[1:] if argv is None else list(argv))
     parser = _parser()
     # overrides may come after options too (`preview c.yaml --json data.min_turns=3`), which argparse's
     # positional handling does not allow: collect the key=value words it leaves over
@@ -24,17 +34,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*getattr(args, "overrides", []), *extra]
-    setup_logging()
+    rank = launcher_rank()
+    setup_logging(logging.INFO if rank == 0 else logging.WARNING)
     try:
         return args.run(args)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if rank == 0:  # under a launcher every rank finds the same problem; one report is enough
+            print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`grouprp config-help | head`): stop quietly, and keep Python's exit-time flush
+        # of stdout from failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def without_local_rank(argv: list[str]) -> list[str]:
+    """The arguments less `--local_rank N` / `--local_rank=N`, which the deepspeed launcher adds (the rank is
+    also in the LOCAL_RANK environment variable, where accelerate reads it)."""
+    out, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif _LOCAL_RANK.match(word):
+            skip = "=" not in word
+        else:
+            out.append(word)
+    return out
+
+
+def launcher_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes, not the one there was when logging was set up."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def setup_logging(level: int = logging.INFO) -> None:
     """grouprp's own messages to stderr as `grouprp: ...`; other libraries keep their own settings."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("grouprp: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
@@ -59,11 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true", help="rebuild even when the cached dataset matches")
     preview = command("preview", "print rendered examples without loading a model or tokenizer", _preview)
     preview.add_argument("--n", type=int, default=3, help="how many examples (default 3; 0 for all)")
-    preview.add_argument("--json", action="store_true", help='one JSON line per example: {"text", "trained"}')
-    preview.add_argument("--tokenizer", help="a local tokenizer folder, to show the windows of long threads")
-    command("stats", "prepare (or reuse) the dataset and print what was kept, dropped and trained", _stats)
-    command("train", "train in this one process (for several GPUs use deepspeed or torchrun launch/train.py)",
-            _train)
+    preview.add_argument("--json", action="store_true", help='one JSON line per example: {"id", "text", "trained"}')
+    preview.add_argument("--tokenizer", help="a local tokenizer folder, to show examples exactly as prepare "
+                                             "builds them (windows of long threads, trimmed histories)")
+    command("stats", "print what the data becomes (kept, dropped, trained); writes nothing", _stats)
+    command("train", "train a LoRA adapter (alone, or under deepspeed / torchrun: see `grouprp train -h`)", _train)
     keys = commands.add_parser("config-help", help="list every config key with its default and meaning")
     keys.set_defaults(run=_config_help)
     return parser
@@ -78,24 +125,22 @@ def _prepare(args) -> int:
 
 
 def _preview(args) -> int:
-    from grouprp.prepare import preview_examples
+    from grouprp.modes import get_mode
+    from grouprp.prepare import load_tokenizer, preview_examples
 
     cfg = load_config(args.config, args.overrides)
     tokenizer = None
     if args.tokenizer:
-        from grouprp.prepare import load_tokenizer
-
         cfg.model.tokenizer = args.tokenizer
         tokenizer = load_tokenizer(cfg)
-    elif cfg.data.template != "alichat":
-        print("grouprp: no tokenizer, so long threads are shown whole, not cut into sequence_len windows "
-              "(pass --tokenizer PATH to see the windows)", file=sys.stderr)
-    for number, example in enumerate(preview_examples(cfg, args.n or None, tokenizer)):
+    else:
+        print(f"grouprp: {get_mode(cfg).without_tokenizer}", file=sys.stderr)
+    for number, (example_id, example) in enumerate(preview_examples(cfg, args.n or None, tokenizer)):
         if args.json:
-            print(json.dumps({"text": example.text, "trained": [list(s) for s in example.trained]},
-                             ensure_ascii=False))
+            print(json.dumps({"id": example_id, "text": example.text,
+                              "trained": [list(s) for s in example.trained]}, ensure_ascii=False))
         else:
-            print(f"===== example {number + 1} (trained text between \u27e6 and \u27e7) =====")
+            print(f"===== example {number + 1}: {example_id} (trained text between \u27e6 and \u27e7) =====")
             print(_marked(example))
     return 0
 
@@ -110,10 +155,10 @@ def _marked(example) -> str:
 
 
 def _stats(args) -> int:
-    from grouprp.prepare import prepare
+    from grouprp.prepare import summarize
 
     cfg = load_config(args.config, args.overrides)
-    print(format_stats(prepare(cfg).manifest))
+    print(format_stats(summarize(cfg)))
     return 0
 
 

@@ -81,6 +81,13 @@ class ScenarioConfig:
     retries: int = _f(3, "retries after a failed request, with exponential backoff", min=0)
 
 
+TEMPLATE_MODES = {"lyra": "group", "chatml": "group", "alichat": "single_character"}
+"""Which mode each prompt format belongs to: group threads, or one character's replies from a script."""
+
+MODE_DEFAULTS = {"group": {"train_on_names": True}, "single_character": {"train_on_names": False}}
+"""Defaults that differ by mode (the single-character seed model learned to repeat its name: off there)."""
+
+
 @dataclass
 class DataConfig:
     """Where examples come from and how they are rendered."""
@@ -108,6 +115,11 @@ class DataConfig:
     include_narration: bool = _f(False, "alichat: keep narration lines in the chat history")
     card: Optional[str] = _f(None, "alichat: character card YAML {name, source, persona, traits}")
     scenario: ScenarioConfig = _f(ScenarioConfig(), "alichat: scenario provider for scenes without `# Scene:`")
+
+    @property
+    def mode(self) -> str:
+        """`group` (forum threads) or `single_character` (a script), from the template."""
+        return TEMPLATE_MODES[self.template]
 
 
 @dataclass
@@ -342,17 +354,17 @@ def _check(cfg: Config) -> None:
     if len(kinds) != len(d.sheet_schema) or "Character Name" not in kinds or "Other Information" not in kinds:
         raise ConfigError("data.sheet_schema: field names must be unique and include "
                           "'Character Name' and 'Other Information'")
-    if d.template == "alichat" or d.format == "vn_script":
-        if d.template != "alichat" or (d.format not in (None, "vn_script")):
-            raise ConfigError("data.template: visual-novel scripts (data.format: vn_script) go with "
-                              "template alichat, and alichat only with scripts")
-        if not d.character:
-            raise ConfigError("data.character: required with template alichat (the character the model plays)")
-        if not d.card:
-            raise ConfigError("data.card: required with template alichat (a YAML card: name, source, persona, "
-                              "traits)")
+    single = d.mode == "single_character"
+    if (d.format == "vn_script") != single and d.format is not None:
+        raise ConfigError(f"data.template: visual-novel scripts (data.format: vn_script) go with a single-character "
+                          f"template ({_templates('single_character')}), and those only with scripts")
+    if single and not d.character:
+        raise ConfigError(f"data.character: required with template {d.template} (the character the model plays)")
+    if single and not d.card:
+        raise ConfigError(f"data.card: required with template {d.template} (a YAML card: name, source, persona, "
+                          "traits)")
     if d.train_on_names is None:
-        d.train_on_names = d.template != "alichat"
+        d.train_on_names = MODE_DEFAULTS[d.mode]["train_on_names"]
     if cfg.train.packing:
         raise ConfigError("train.packing: packing is not supported yet; set train.packing=false")
     if not 0 <= cfg.train.warmup_ratio <= 1:
@@ -363,6 +375,10 @@ def _check(cfg: Config) -> None:
     if unknown_reports:
         raise ConfigError(f"train.report_to: unknown logger {sorted(unknown_reports)[0]}; "
                           "use tensorboard, wandb or none")
+
+
+def _templates(mode: str) -> str:
+    return ", ".join(name for name, m in TEMPLATE_MODES.items() if m == mode)
 
 
 def _type_name(hint: Any) -> str:

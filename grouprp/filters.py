@@ -17,6 +17,8 @@ from grouprp.sheets import SheetSchema, render_bio
 
 DROP_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "malformed", "too_long")
 POST_REASONS = ("empty", "ooc", "trailing_user")
+WINDOW_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "too_long")
+"""Why a window of a long entry was dropped: a filter it failed, or too_long for a post that fits no window."""
 
 
 @dataclass
@@ -29,13 +31,22 @@ class Accounting:
     posts_removed: Counter = field(default_factory=Counter)
     windows_dropped: Counter = field(default_factory=Counter)
 
+    def add(self, outcome) -> None:
+        """Count what one record became (a modes.Outcome): kept, or dropped under its reason."""
+        if outcome.rows:
+            self.entries_kept += 1
+        else:
+            self.dropped[outcome.drop] += 1
+        self.posts_removed.update(outcome.posts_removed)
+        self.windows_dropped.update(outcome.windows_dropped)
+
     def to_dict(self) -> dict:
         return {
             "entries_in": self.entries_in,
             "entries_kept": self.entries_kept,
             "dropped": {r: self.dropped.get(r, 0) for r in DROP_REASONS},
             "posts_removed": {r: self.posts_removed.get(r, 0) for r in POST_REASONS},
-            "windows_dropped": {"too_long": self.windows_dropped.get("too_long", 0)},
+            "windows_dropped": {r: self.windows_dropped.get(r, 0) for r in WINDOW_REASONS},
         }
 
     def check(self) -> None:

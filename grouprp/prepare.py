@@ -1,41 +1,45 @@
 """`prepare`: data files -> tokenized dataset on disk + manifest.json, cached by a fingerprint of everything used.
 
-Two steps. In this process the sources are read and checked (malformed input raises or is counted) and the raw
-threads are streamed to an Arrow file. Then `datasets.map` with `num_proc` workers does the heavy part in
-parallel: cleaning, filters, rendering, tokenization and windowing. The manifest is assembled from what the
-workers report, so every thread read is accounted for.
+One pipeline for every command and both modes. The mode reads records (malformed ones raise, or are counted
+under `data.on_error: skip`) and they are staged to an Arrow file; the mode's `build` turns batches of them into
+examples in `data.num_proc` worker processes; the rows are written with datasets' Arrow writer and the
+manifest is assembled from what each record became, so every entry read is accounted for. `preview` runs the
+same read and build in this process, and `stats` the whole pipeline without writing anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from grouprp.config import Config, DataConfig, to_dict
-from grouprp.filters import Accounting, Dropped, build_entry, filter_reason
-from grouprp.formats import get_format
-from grouprp.schema import DataError, Malformed, Thread
-from grouprp.sheets import SheetSchema
-from grouprp.tokenize import encode_batch, split_into_windows
+from grouprp.filters import Accounting
+from grouprp.modes import Mode, Outcome, get_mode
+from grouprp.progress import Progress
+from grouprp.schema import DataError, Example, Malformed
+from grouprp.tokenize import Encoder
 
 log = logging.getLogger("grouprp")
 
 DATASET_DIR = "dataset"
 MANIFEST = "manifest.json"
-_CODE_FILES = ("clean.py", "sheets.py", "filters.py", "tokenize.py", "schema.py", "prepare.py", "single.py", "formats",
-               "sources")
-_MAP_BATCH = 64
-_WRITE_BATCH = 512
+_CODE = ("schema.py", "clean.py", "sheets.py", "filters.py", "tokenize.py", "prepare.py", "formats", "sources",
+         "modes")
+_BATCH = 64  # records per task: small enough to balance the workers, large enough to batch the tokenizer
 
 
 @dataclass
@@ -63,53 +67,78 @@ def load_tokenizer(cfg: Config):
 
 
 def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
-    """Build (or reuse) the tokenized dataset in `output_dir/dataset` and its `manifest.json`."""
-    tokenizer = tokenizer or load_tokenizer(cfg)
-    output_dir = Path(cfg.output_dir)
-    fingerprint = data_fingerprint(cfg, tokenizer)
-    manifest_path = output_dir / MANIFEST
-    if not force and manifest_path.exists() and (output_dir / DATASET_DIR).exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == fingerprint:
-            log.info("reusing the prepared dataset in %s (same data, config, tokenizer and format code)",
-                     output_dir / DATASET_DIR)
-            return Prepared(output_dir / DATASET_DIR, manifest, reused=True)
-        log.info("rebuilding the dataset: data, config, tokenizer or format code changed since the last prepare")
+    """Build (or reuse) the tokenized dataset in `output_dir/dataset` and its `manifest.json`.
 
-    started = time.perf_counter()
-    work = output_dir / ".prepare-tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    The new dataset is written beside the old one and swapped in only when complete, with a copy of its manifest
+    inside it: a run killed half-way leaves the previous dataset (or none), never a partial one.
+    """
+    tokenizer = tokenizer or load_tokenizer(cfg)
+    mode = get_mode(cfg)
+    output_dir = Path(cfg.output_dir)
+    target = output_dir / DATASET_DIR
+    fingerprint = data_fingerprint(cfg, tokenizer, mode)
+    if not force:
+        manifest, why_not = _reusable(target, fingerprint)
+        if manifest is not None:
+            log.info("reusing the prepared dataset in %s (same data, config, tokenizer and format code)", target)
+            return Prepared(target, manifest, reused=True)
+        if why_not:
+            log.info("rebuilding the dataset: %s", why_not)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=output_dir))
     try:
-        accounting = Accounting()
-        records = _checked(_records(cfg), cfg.data, accounting)
-        raw_file = _write_records(records, work / "records.arrow")
-        dataset = _tokenize_all(raw_file, cfg, tokenizer, accounting, work)
-        target = output_dir / DATASET_DIR
-        shutil.rmtree(target, ignore_errors=True)
-        dataset.save_to_disk(str(target))
+        started = time.perf_counter()
+        writer = ExampleWriter(work / "examples.arrow")
+        summary = run_pipeline(cfg, mode, Encoder(tokenizer), work, writer)
+        dataset = writer.finish()
+        manifest = summary.manifest(cfg, fingerprint, time.perf_counter() - started)
+        staged = work / DATASET_DIR
+        # an empty dataset needs one shard named: with none, datasets writes no data file and cannot load it back
+        dataset.save_to_disk(str(staged), num_shards=None if len(dataset) else 1)
+        _write_json(staged / MANIFEST, manifest)
+        del dataset  # the memory-mapped examples file is removed with `work`
+        _swap_in(staged, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    manifest = _manifest(cfg, dataset, accounting, fingerprint, time.perf_counter() - started)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_json(output_dir / MANIFEST, manifest)
     log.info("prepared %d examples from %d of %d entries in %.1fs -> %s", manifest["examples"],
              manifest["entries_kept"], manifest["entries_in"], manifest["seconds"], target)
     return Prepared(target, manifest, reused=False)
 
 
-def _records(cfg: Config) -> Iterator:
-    """What the workers turn into examples: threads, or replies in single-character mode."""
-    if cfg.data.template == "alichat":
-        from grouprp.single import read_replies
+def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
+    """The manifest `prepare` would write, without writing anything: the prepared one when it is current."""
+    tokenizer = tokenizer or load_tokenizer(cfg)
+    mode = get_mode(cfg)
+    fingerprint = data_fingerprint(cfg, tokenizer, mode)
+    manifest, _ = _reusable(Path(cfg.output_dir) / DATASET_DIR, fingerprint)
+    if manifest is not None:
+        log.info("from the prepared dataset in %s", Path(cfg.output_dir) / DATASET_DIR)
+        return manifest
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grouprp-stats-") as work:
+        summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None)
+    return summary.manifest(cfg, fingerprint, time.perf_counter() - started)
 
-        return read_replies(cfg)
-    from grouprp.sources import read_threads
 
-    return read_threads(cfg.data)
+def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator[tuple[str, Example]]:
+    """(id, rendered example) in input order, built exactly as `prepare` builds them; without a tokenizer nothing
+    is measured, so long threads are not windowed and long histories not trimmed."""
+    mode = get_mode(cfg)
+    encoder = Encoder(tokenizer) if tokenizer is not None else None
+    shown = 0
+    for record in checked(mode.read(), cfg.data, Accounting()):
+        for outcome in mode.build([record], encoder):
+            for row in outcome.rows:
+                if limit is not None and shown >= limit:
+                    return
+                yield row.id, row.example
+                shown += 1
 
 
-def _checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iterator:
-    """Pass threads on; raise on malformed input, or count it when `data.on_error: skip`."""
+def checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iterator:
+    """Pass records on; raise on malformed input, or count it when `data.on_error: skip`."""
     for record in records:
         accounting.entries_in += 1
         if isinstance(record, Malformed):
@@ -121,178 +150,228 @@ def _checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iter
         yield record
 
 
-def _write_records(records: Iterable, path: Path) -> Path:
-    """Stream records into an Arrow IPC file that `datasets` can memory-map, a batch at a time."""
-    import pyarrow as pa
+@dataclass
+class Summary:
+    """What the pipeline saw: the accounting of entries and posts, and the sizes of the examples kept."""
 
-    schema = pa.schema([("index", pa.int64()), ("record", pa.large_string())])
-    batch: list[str] = []
-    count = 0
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for record in records:
-            batch.append(record.to_json())
-            if len(batch) == _WRITE_BATCH:
-                writer.write_batch(_record_batch(batch, count, schema))
-                count += len(batch)
-                batch = []
-        if batch or count == 0:
-            writer.write_batch(_record_batch(batch, count, schema))
-    return path
+    accounting: Accounting = field(default_factory=Accounting)
+    lengths: list[int] = field(default_factory=list)
+    trained: list[int] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    characters: list[int] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.accounting.add(outcome)
+        for row in outcome.rows:
+            self.lengths.append(len(row.tokens))
+            self.trained.append(row.tokens.trained)
+            self.turns.append(row.turns)
+            self.characters.append(row.characters)
+
+    def manifest(self, cfg: Config, fingerprint: str, seconds: float) -> dict[str, Any]:
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        trained = np.asarray(self.trained, dtype=np.int64)
+        return {
+            **self.accounting.to_dict(),
+            "examples": len(lengths),
+            "tokens": int(lengths.sum()),
+            "trained_tokens": int(trained.sum()),
+            "template": cfg.data.template,
+            "sequence_len": cfg.data.sequence_len,
+            "tokenizer": cfg.tokenizer_path,
+            "stats": {
+                "tokens_per_example": _percentiles(lengths),
+                "turns_per_example": _percentiles(np.asarray(self.turns)),
+                "characters_per_example": _percentiles(np.asarray(self.characters)),
+                "trained_share": float(trained.sum() / lengths.sum()) if lengths.sum() else 0.0,
+            },
+            "fingerprint": fingerprint,
+            "seconds": round(seconds, 2),
+        }
 
 
-def _record_batch(records: list[str], first_index: int, schema):
-    import pyarrow as pa
+def run_pipeline(cfg: Config, mode: Mode, encoder: Encoder, work: Path,
+                 writer: Optional["ExampleWriter"]) -> Summary:
+    """Read and check every record, build its examples (in parallel), and account for all of it."""
+    summary = Summary()
+    staged = _stage(mode, cfg.data, summary.accounting, work)
+    progress = Progress("building examples", unit=mode.unit, total=len(staged))
+    for outcome in _outcomes(mode, encoder, staged, cfg.data.num_proc):
+        summary.add(outcome)
+        if writer is not None:
+            writer.add(outcome.rows)
+        progress.update(1)
+    progress.close()
+    summary.accounting.check()
+    return summary
 
-    return pa.record_batch([pa.array(range(first_index, first_index + len(records)), pa.int64()),
-                            pa.array(records, pa.large_string())], schema=schema)
+
+def _stage(mode: Mode, cfg: DataConfig, accounting: Accounting, work: Path):
+    """Every checked record, serialized into an Arrow file the workers can memory-map."""
+    from datasets import Dataset, Features, Value, disable_progress_bars
+
+    disable_progress_bars()  # our own progress reports replace the library's
+    features = Features({"record": Value("large_string")})
+    progress = Progress("reading", unit=mode.unit)
+    records = checked(mode.read(), cfg, accounting)
+    first = next(records, None)
+    if first is None:  # nothing readable at all; from_generator refuses an empty generator
+        return Dataset.from_dict({"record": []}, features=features)
+
+    def rows():
+        for record in itertools.chain([first], records):
+            progress.update(1)
+            yield {"record": record.to_json()}
+
+    # the fingerprint only names the cache entry inside `work`, which is new for every run
+    staged = Dataset.from_generator(rows, features=features, cache_dir=str(work / "staged"),
+                                    fingerprint=f"grouprp-{os.getpid()}")
+    progress.close()
+    return staged
 
 
-class ThreadTokenizer:
-    """The `datasets.map` worker: threads -> entries -> examples (windowed when too long) -> tokens + labels.
+@dataclass
+class _Job:
+    """What each worker needs: built once, inherited by the forked workers rather than pickled."""
 
-    One output row per example; an entry that yields no example leaves one row saying why (`drop`), so the
-    main process can account for it.
+    mode: Mode
+    encoder: Encoder
+    staged: Any
+    parent: int
+
+
+_job: Optional[_Job] = None
+
+
+def _outcomes(mode: Mode, encoder: Encoder, staged, num_proc: int) -> Iterator[Outcome]:
+    """The Outcome of every staged record, in order.
+
+    A pool of our own rather than datasets.map: map hands each worker half of the data as one task and cannot tie
+    its workers' lifetime to this process, so a killed prepare left workers running for minutes; small tasks also
+    give a steady progress report.
     """
-
-    def __init__(self, cfg: DataConfig, tokenizer):
-        self.cfg = cfg
-        self.tokenizer = tokenizer
-        self.schema = SheetSchema(cfg.sheet_schema)
-        self.format = get_format(cfg.template, bool(cfg.train_on_names))
-        self._window_tokens: dict[str, Any] = {}  # rendered window text -> its tokens, for one entry at a time
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = ExampleRows()
-        kept = []
-        for index, record in zip(batch["index"], batch["record"]):
-            result = build_entry(Thread.from_json(record), self.cfg, self.schema)
-            if isinstance(result, Dropped):
-                rows.drop(index, result.reason, result.posts_removed)
-            else:
-                kept.append((index, result))
-        examples = [self.format.render(k.entry) for _, k in kept]
-        for (index, result), tokens in zip(kept, encode_batch(examples, self.tokenizer)):
-            entry = result.entry
-            if len(tokens.input_ids) <= self.cfg.sequence_len:
-                rows.example(index, entry.id, tokens, len(entry.turns), len(entry.characters), result.posts_removed)
-                continue
-            self._window_tokens = {}
-            plan = split_into_windows(entry, self.fits, lambda w: filter_reason(w, self.cfg) is None)
-            if not plan.windows:
-                rows.drop(index, "too_long", result.posts_removed)
-                continue
-            # most kept windows were encoded while searching for where to cut (not those moved back off a user post)
-            windows = [self._window_tokens.get(example.text) or encode_batch([example], self.tokenizer)[0]
-                       for example in (self.format.render(w) for w in plan.windows)]
-            for number, (window, window_tokens) in enumerate(zip(plan.windows, windows)):
-                rows.example(index, window.id, window_tokens, len(window.turns), len(window.characters),
-                             result.posts_removed if number == 0 else Counter(),
-                             windows_dropped=plan.dropped if number == 0 else 0)
-        return rows.columns
-
-    def fits(self, window) -> bool:
-        """Whether a window's rendered tokens fit sequence_len (remembering them for the window's row)."""
-        example = self.format.render(window)
-        tokens = encode_batch([example], self.tokenizer)[0]
-        self._window_tokens[example.text] = tokens
-        return len(tokens.input_ids) <= self.cfg.sequence_len
+    job = _Job(mode, encoder, staged, os.getpid())
+    slices = [(start, min(start + _BATCH, len(staged))) for start in range(0, len(staged), _BATCH)]
+    processes = min(num_proc, len(slices))
+    if processes <= 1:
+        for bounds in slices:
+            yield from _build_slice(job, bounds)
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one tokenizer thread per worker process
+    with multiprocessing.get_context("fork").Pool(processes, initializer=_start_worker, initargs=(job,)) as pool:
+        for outcomes in pool.imap(_build_in_worker, slices):
+            yield from outcomes
 
 
-class ExampleRows:
-    """Column-wise output of one map batch."""
-
-    NAMES = ("index", "id", "input_ids", "labels", "length", "trained", "turns", "characters", "drop", "removed",
-             "windows_dropped")
-
-    def __init__(self) -> None:
-        self.columns: dict[str, list] = {name: [] for name in self.NAMES}
-
-    def example(self, index: int, example_id: str, tokens, turns: int, characters: int, removed: Counter,
-                windows_dropped: int = 0) -> None:
-        self._add(index, example_id, tokens.input_ids, tokens.labels, tokens.trained, turns, characters, "", removed,
-                  windows_dropped)
-
-    def drop(self, index: int, reason: str, removed: Counter) -> None:
-        self._add(index, "", [], [], 0, 0, 0, reason, removed, 0)
-
-    def _add(self, index, example_id, input_ids, labels, trained, turns, characters, drop, removed, windows_dropped):
-        values = (index, example_id, input_ids, labels, len(input_ids), trained, turns, characters, drop,
-                  json.dumps(dict(removed)), windows_dropped)
-        for name, value in zip(self.NAMES, values):
-            self.columns[name].append(value)
+def _start_worker(job: _Job) -> None:
+    global _job
+    _job = job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the pool
+    _die_with_parent(job.parent)
 
 
-def _tokenize_all(raw_file: Path, cfg: Config, tokenizer, accounting: Accounting, work: Path):
-    """The map over all records; fills `accounting` from what the workers report, returns the kept examples."""
-    from datasets import Dataset, Features, Sequence, Value, disable_progress_bars
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies, however it dies (Linux; elsewhere the pool's own
+    clean-up on a normal exit is what there is)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
 
-    disable_progress_bars()
-    raw = Dataset.from_file(str(raw_file))
-    num_proc = max(1, min(cfg.data.num_proc, len(raw) // _MAP_BATCH or 1))
-    if num_proc > 1:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one tokenizer thread per worker process
-    features = Features({"index": Value("int64"), "id": Value("string"), "input_ids": Sequence(Value("int32")),
-                         "labels": Sequence(Value("int32")), "length": Value("int32"), "trained": Value("int32"),
-                         "turns": Value("int32"), "characters": Value("int32"), "drop": Value("string"),
-                         "removed": Value("string"), "windows_dropped": Value("int32")})
-    worker = _worker_for(cfg.data, tokenizer)
-    if len(raw) == 0:  # nothing survived reading, and map would not even create the columns
-        mapped = Dataset.from_dict({name: [] for name in features}, features=features)
-    else:
-        mapped = raw.map(worker, batched=True, batch_size=_MAP_BATCH, num_proc=num_proc, features=features,
-                         remove_columns=raw.column_names, load_from_cache_file=False,
-                         cache_file_name=str(work / "mapped.arrow"), new_fingerprint="grouprp-map")
-    _account(mapped, accounting)
-    examples = mapped.filter(lambda drop: [d == "" for d in drop], input_columns="drop", batched=True,
-                             batch_size=1000, cache_file_name=str(work / "kept.arrow"),
-                             new_fingerprint="grouprp-kept")
-    # save_to_disk writes only the kept rows, so the filter's index mapping needs no flattening copy first
-    return examples.select_columns(["id", "input_ids", "labels", "length", "trained", "turns", "characters"])
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
-def _worker_for(cfg: DataConfig, tokenizer) -> Callable[[dict], dict]:
-    if cfg.template == "alichat":
-        from grouprp.single import ReplyTokenizer
-
-        return ReplyTokenizer(cfg, tokenizer)
-    return ThreadTokenizer(cfg, tokenizer)
+def _build_in_worker(bounds: tuple[int, int]) -> list[Outcome]:
+    assert _job is not None, "worker started without its job"
+    return _build_slice(_job, bounds)
 
 
-def _account(mapped, accounting: Accounting) -> None:
-    kept_entries = set()
-    for batch in mapped.select_columns(["index", "drop", "removed", "windows_dropped"]).iter(batch_size=10_000):
-        for index, drop, removed, windows_dropped in zip(batch["index"], batch["drop"], batch["removed"],
-                                                         batch["windows_dropped"]):
-            accounting.posts_removed.update(json.loads(removed))
-            accounting.windows_dropped["too_long"] += windows_dropped
-            if drop:
-                accounting.dropped[drop] += 1
-            else:
-                kept_entries.add(index)
-    accounting.entries_kept = len(kept_entries)
-    accounting.check()
+def _build_slice(job: _Job, bounds: tuple[int, int]) -> list[Outcome]:
+    records = [job.mode.record_type.from_json(text) for text in job.staged[bounds[0]:bounds[1]]["record"]]
+    outcomes = job.mode.build(records, job.encoder)
+    for outcome in outcomes:  # the dataset keeps tokens, not text: do not ship the text back
+        outcome.rows = [replace(row, example=None) for row in outcome.rows]
+    return outcomes
 
 
-def _manifest(cfg: Config, dataset, accounting: Accounting, fingerprint: str, seconds: float) -> dict[str, Any]:
-    lengths = np.asarray(dataset["length"], dtype=np.int64)
-    trained = np.asarray(dataset["trained"], dtype=np.int64)
-    return {
-        **accounting.to_dict(),
-        "examples": len(dataset),
-        "tokens": int(lengths.sum()),
-        "trained_tokens": int(trained.sum()),
-        "template": cfg.data.template,
-        "sequence_len": cfg.data.sequence_len,
-        "tokenizer": cfg.tokenizer_path,
-        "stats": {
-            "tokens_per_example": _percentiles(lengths),
-            "turns_per_example": _percentiles(np.asarray(dataset["turns"])),
-            "characters_per_example": _percentiles(np.asarray(dataset["characters"])),
-            "trained_share": float(trained.sum() / lengths.sum()) if lengths.sum() else 0.0,
-        },
-        "fingerprint": fingerprint,
-        "seconds": round(seconds, 2),
-    }
+class ExampleWriter:
+    """Rows of the prepared dataset, written in batches with datasets' own Arrow writer."""
+
+    def __init__(self, path: Path, batch: int = 256) -> None:
+        from datasets import Features, Sequence, Value
+        from datasets.arrow_writer import ArrowWriter
+
+        self.path = path
+        self.features = Features({"id": Value("string"), "input_ids": Sequence(Value("int32")),
+                                  "labels": Sequence(Value("int32")), "length": Value("int32"),
+                                  "trained": Value("int32"), "turns": Value("int32"), "characters": Value("int32")})
+        self.writer = ArrowWriter(features=self.features, path=str(path))
+        self.batch = batch
+        self.rows: list = []
+
+    def add(self, rows: Sequence) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self.rows = self.rows, []
+        self.writer.write_batch({
+            "id": [r.id for r in rows], "input_ids": [r.tokens.input_ids for r in rows],
+            "labels": [r.tokens.labels for r in rows], "length": [len(r.tokens) for r in rows],
+            "trained": [r.tokens.trained for r in rows], "turns": [r.turns for r in rows],
+            "characters": [r.characters for r in rows]})
+
+    def finish(self):
+        """Close the file and open it as a Dataset."""
+        from datasets import Dataset
+
+        if self.rows:
+            self._flush()
+        written = self.writer.finalize()[0]
+        self.writer.close()
+        if not written:  # a file of no record batches saves, but does not load back
+            return Dataset.from_dict({name: [] for name in self.features}, features=self.features)
+        return Dataset.from_file(str(self.path))
+
+
+def _reusable(target: Path, fingerprint: str) -> tuple[Optional[dict], str]:
+    """The manifest of a complete prepared dataset with this fingerprint, or (None, why it cannot be used)."""
+    manifest_path = target / MANIFEST
+    if not target.exists():
+        return None, ""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return None, f"{target} is incomplete (no readable {MANIFEST} in it)"
+    if manifest.get("fingerprint") != fingerprint:
+        return None, "data, config, tokenizer or format code changed since the last prepare"
+    try:
+        from datasets import load_from_disk
+
+        if len(load_from_disk(str(target))) != manifest["examples"]:
+            return None, f"{target} does not hold the {manifest['examples']} examples its manifest names"
+    except Exception as exc:  # any failure to load means the files are damaged; say which and rebuild
+        return None, f"{target} cannot be loaded ({type(exc).__name__}: {exc})"
+    return manifest, ""
+
+
+def _swap_in(staged: Path, target: Path) -> None:
+    """Replace `target` by the complete `staged` folder; in between, neither is ever partial."""
+    old = target.with_name(f".{target.name}-old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    staged.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: to a temporary name first, then renamed over the old file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -304,13 +383,11 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
     return out
 
 
-def data_fingerprint(cfg: Config, tokenizer) -> str:
-    """Hash of the input bytes, the data config, the tokenizer and the code that renders and tokenizes."""
-    from grouprp.sources import input_files
-
-    digest = hashlib.sha256(b"grouprp-data-v1")
-    files = input_files(cfg.data) + [Path(p) for p in (cfg.data.sheets, cfg.data.card) if p]
-    for path in files:
+def data_fingerprint(cfg: Config, tokenizer, mode: Optional[Mode] = None) -> str:
+    """Hash of the input bytes, the data config, the tokenizer and the code that reads, renders and tokenizes."""
+    mode = mode or get_mode(cfg)
+    digest = hashlib.sha256(b"grouprp-data-v2")
+    for path in mode.input_files():
         digest.update(str(path).encode())
         _hash_file(digest, path)
     data = to_dict(cfg.data)
@@ -319,7 +396,7 @@ def data_fingerprint(cfg: Config, tokenizer) -> str:
     digest.update(tokenizer.backend_tokenizer.to_str().encode())
     digest.update(json.dumps([tokenizer.bos_token_id, tokenizer.eos_token_id]).encode())
     package = Path(__file__).parent
-    for name in _CODE_FILES:
+    for name in _CODE:
         for source in sorted((package / name).rglob("*.py")) if (package / name).is_dir() else [package / name]:
             _hash_file(digest, source)
     return digest.hexdigest()[:16]
@@ -335,34 +412,5 @@ def load_prepared(output_dir: Union[str, Path]):
     """The dataset `prepare` wrote, and its manifest."""
     from datasets import load_from_disk
 
-    output_dir = Path(output_dir)
-    return load_from_disk(str(output_dir / DATASET_DIR)), json.loads((output_dir / MANIFEST).read_text())
-
-
-def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator:
-    """Rendered examples in input order, without tokenizing (windows only when a tokenizer is given)."""
-    accounting = Accounting()
-    if cfg.data.template == "alichat":
-        from grouprp.single import ReplyTokenizer
-
-        render = ReplyTokenizer(cfg.data, tokenizer).format.render
-        for number, reply in enumerate(_checked(_records(cfg), cfg.data, accounting)):
-            if limit is not None and number >= limit:
-                return
-            yield render(reply)
-        return
-    worker = ThreadTokenizer(cfg.data, tokenizer)  # renders; fits() is only called when there is a tokenizer
-    shown = 0
-    for thread in _checked(_records(cfg), cfg.data, accounting):
-        result = build_entry(thread, cfg.data, worker.schema)
-        if isinstance(result, Dropped):
-            continue
-        entries = [result.entry]
-        if tokenizer is not None and not worker.fits(result.entry):
-            entries = split_into_windows(result.entry, worker.fits,
-                                         lambda w: filter_reason(w, cfg.data) is None).windows
-        for entry in entries:
-            yield worker.format.render(entry)
-            shown += 1
-            if limit is not None and shown >= limit:
-                return
+    target = Path(output_dir) / DATASET_DIR
+    return load_from_disk(str(target)), json.loads((target / MANIFEST).read_text())

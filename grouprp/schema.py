@@ -1,6 +1,9 @@
-"""The records that flow through the pipeline: raw threads, cleaned entries, rendered examples.
+"""The records that flow through the pipeline: what is read, what is rendered.
 
-files -> Thread (as read) -> Entry (cleaned, filtered, roles assigned) -> Example (text + trained spans) -> tokens
+group mode:            files -> Thread (as read) -> Entry (cleaned, filtered, roles set) -> Example -> tokens
+single-character mode: files -> Reply (a reply with its history and scenario) -----------> Example -> tokens
+
+An Example is rendered text plus the character spans whose tokens are trained.
 """
 
 from __future__ import annotations
@@ -67,6 +70,26 @@ class Malformed:
 
     def message(self) -> str:
         return f"{self.where}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply of the target character in single-character mode, with the history before it."""
+
+    id: str
+    scenario: str
+    history: tuple[tuple[Optional[str], str], ...]  # (speaker or None for narration, text)
+    text: str
+    where: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "scenario": self.scenario, "history": self.history, "text": self.text,
+                           "where": self.where}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Reply":
+        raw = json.loads(text)
+        return cls(raw["id"], raw["scenario"], tuple(tuple(h) for h in raw["history"]), raw["text"], raw["where"])
 
 
 Role = Literal["user", "model"]

@@ -28,24 +28,10 @@ CHECKPOINTS = "checkpoints"
 RUN_INFO = "grouprp.json"
 
 
-@dataclass(frozen=True)
-class World:
-    """Where this process stands in the launch, read from the launcher's environment."""
-
-    rank: int
-    local_rank: int
-    size: int
-    local_size: int
-
-    @classmethod
-    def from_env(cls) -> "World":
-        size = int(os.environ.get("WORLD_SIZE", 1))
-        local_size = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or size  # torchrun, deepspeed
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), size, int(local_size))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+def launcher_world_size() -> int:
+    """How many processes the launcher started. Read from its environment, because the batch arithmetic must be
+    checked before anything (the process group included) starts."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def gradient_accumulation(cfg: Config, world_size: int) -> int:
@@ -60,35 +46,57 @@ def gradient_accumulation(cfg: Config, world_size: int) -> int:
 
 
 def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
-    """Train a LoRA adapter as the config says and save it in `output_dir`. Returns that folder."""
-    world = World.from_env()
-    accumulation = gradient_accumulation(cfg, world.size)
+    """Train a LoRA adapter as the config says and save it in `output_dir`. Returns that folder.
+
+    The steps, each logged on rank 0: config, data, model, training, result.
+    """
+    world_size = launcher_world_size()
+    accumulation = gradient_accumulation(cfg, world_size)
     _check_paths(cfg)
+    quiet_third_party()
 
     import torch
+    from accelerate import PartialState
     from transformers import set_seed
 
     from grouprp.prepare import load_prepared, load_tokenizer, prepare
 
     output_dir = Path(cfg.output_dir)
-    args = training_arguments(cfg, accumulation, world)  # also starts the process group under a launcher
     if not torch.cuda.is_available():
         # CPU ranks share the cores; left alone, each rank starts a thread per core and they thrash (10x slower)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
+        threads = max(1, (os.cpu_count() or 1) // world_size)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(threads)
+    args = training_arguments(cfg, accumulation)  # also starts the process group under a launcher
+    state = PartialState()
+    if not state.is_main_process:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one rank's loading bars are enough
+    log.info("config: %s (%s), %d process%s, global batch %d = micro batch %d x accumulation %d x %d",
+             cfg.output_dir, cfg.data.template, world_size, "es" if world_size > 1 else "",
+             cfg.train.global_batch_size, cfg.train.micro_batch_size, accumulation, world_size)
 
     tokenizer = load_tokenizer(cfg)
-    with args.main_process_first(desc="prepare the dataset"):
-        if world.is_main:  # the other ranks wait here, then read what rank 0 wrote: they never tokenize
+    with state.main_process_first():
+        if state.is_main_process:  # the other ranks wait here, then read what rank 0 wrote: they never tokenize
             _require_examples(prepare(cfg, tokenizer).manifest, output_dir)
             _build_random_base(cfg, tokenizer)
     dataset, manifest = load_prepared(output_dir)
     _require_examples(manifest, output_dir)
-    train_set, eval_set = split_for_eval(cfg, dataset, tokenizer, world)
+    train_set, eval_set = split_for_eval(cfg, dataset, tokenizer)
+    log.info("data: %d examples, %s tokens (%s trained); %d for training, %d held out for eval",
+             manifest["examples"], f"{manifest['tokens']:,}", f"{manifest['trained_tokens']:,}", len(train_set),
+             0 if eval_set is None else len(eval_set))
 
     # seeded right before the adapter is created: every rank, and every run whether or not it had to build
     # the random demo base first, starts from the same LoRA weights
     set_seed(cfg.train.seed)
-    model = get_model(cfg, world)
+    model = get_model(cfg, state.local_process_index)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("model: %s%s, LoRA r=%d on %s: %s trainable of %s parameters", cfg.model.base,
+             " in 8 bits" if cfg.model.load_in_8bit else "", cfg.lora.r, _targets(cfg), f"{trainable:,}",
+             f"{total:,}")
     trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks)
     resume = resume_checkpoint(cfg)
     if resume:
@@ -96,11 +104,40 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     trainer.train(resume_from_checkpoint=resume)
     if eval_set is not None:
         trainer.evaluate()
-    if trainer.is_world_process_zero():
-        save_outputs(cfg, trainer, tokenizer, manifest, len(train_set), world.size, accumulation)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    trainer.save_model(str(output_dir))  # every rank takes part; the main process writes the adapter
+    if state.is_main_process:
+        metrics = save_run_files(cfg, trainer, len(train_set), world_size, accumulation)
+        log.info("result: %d steps, final train loss %s, eval loss %s (before training %s); adapter in %s",
+                 metrics["steps"], _fmt(metrics["final_train_loss"]), _fmt(metrics["eval_loss"]),
+                 _fmt(metrics["eval_loss_before"]), output_dir)
+    state.wait_for_everyone()
     return output_dir
+
+
+def quiet_third_party() -> None:
+    """Filter, by message at their source, third-party warnings that ask nothing of a grouprp user."""
+    import warnings
+
+    for message in (r"`is_gradient_checkpointing` is deprecated",  # peft reads the old property name
+                    r"`torch\.distributed\.all_gather_into_tensor` is deprecated"):  # deepspeed's ZeRO-2 gathers
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    # bitsandbytes tries an optional 4-bit CPU kernel at import; grouprp trains in 8 bits
+    _drop_log_lines("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward")
+    # the Trainer fills DeepSpeed's accumulation from train.global_batch_size; accelerate then reports its own
+    # default of 1 as a "mismatch" and uses DeepSpeed's value, which is the right one
+    _drop_log_lines("accelerate.accelerator", "Gradient accumulation steps mismatch")
+    # on a machine without a GPU, DeepSpeed says at every import that it runs on the CPU
+    _drop_log_lines("DeepSpeed", "Setting accelerator to CPU")
+
+
+def _drop_log_lines(logger: str, text: str) -> None:
+    """Drop the records of one logger whose message contains `text`; everything else it logs still shows."""
+    target = logging.getLogger(logger)
+    if not any(getattr(f, "dropped_text", None) == text for f in target.filters):
+        line_filter = logging.Filter()
+        line_filter.dropped_text = text
+        line_filter.filter = lambda record: text not in record.getMessage()
+        target.addFilter(line_filter)
 
 
 def _require_examples(manifest: dict, output_dir: Path) -> None:
@@ -109,14 +146,14 @@ def _require_examples(manifest: dict, output_dir: Path) -> None:
                         f"read, dropped: {manifest['dropped']}); check data.path and the data.* filters")
 
 
-def training_arguments(cfg: Config, accumulation: int, world: World):
+def training_arguments(cfg: Config, accumulation: int):
     from transformers import TrainingArguments
 
     import torch
 
     t = cfg.train
     on_gpu = torch.cuda.is_available()
-    if cfg.train.deepspeed and world.size == 1 and "RANK" not in os.environ:
+    if cfg.train.deepspeed and "RANK" not in os.environ:
         # DeepSpeed in one plain process looks for MPI unless it sees a launcher's environment
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
@@ -136,7 +173,6 @@ def training_arguments(cfg: Config, accumulation: int, world: World):
         max_grad_norm=t.max_grad_norm,
         bf16=t.bf16 and on_gpu,  # CPU ranks train in fp32 around the 8-bit weights
         deepspeed=t.deepspeed,
-        gradient_checkpointing=False,  # enabled on the model itself (non-reentrant), see get_model
         save_strategy="steps" if by_steps else "epoch",
         save_steps=t.save_steps if by_steps else 500,
         save_total_limit=t.save_total_limit,
@@ -151,8 +187,8 @@ def training_arguments(cfg: Config, accumulation: int, world: World):
         use_cpu=not on_gpu,
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        ddp_find_unused_parameters=False if world.size > 1 else None,
-        disable_tqdm=True,  # the grouprp progress bar replaces the default one
+        ddp_find_unused_parameters=False if launcher_world_size() > 1 else None,
+        disable_tqdm=True,  # the grouprp progress report replaces the default bar
     )
 
 
@@ -173,17 +209,20 @@ def _check_paths(cfg: Config) -> None:
                           "or drop it from train.report_to")
 
 
-def split_for_eval(cfg: Config, dataset, tokenizer, world: World):
+def split_for_eval(cfg: Config, dataset, tokenizer):
     """The training examples and the held-out ones (a seeded fraction, or a data file of its own)."""
     columns = ["input_ids", "labels"]
     split = cfg.eval.split
     if isinstance(split, str):
+        from accelerate import PartialState
+
         from grouprp.prepare import load_prepared, prepare
 
         eval_cfg = replace(cfg, output_dir=str(Path(cfg.output_dir) / "eval_data"), data=replace(cfg.data, path=split))
-        if world.is_main:
-            prepare(eval_cfg, tokenizer)
-        _barrier()
+        state = PartialState()
+        with state.main_process_first():
+            if state.is_main_process:
+                prepare(eval_cfg, tokenizer)
         held_out, _ = load_prepared(eval_cfg.output_dir)
         return dataset.select_columns(columns), held_out.select_columns(columns)
     if split == 0:
@@ -222,13 +261,6 @@ def _source_of(example_id: str) -> str:
     return example_id.split("#", 1)[0]
 
 
-def _barrier() -> None:
-    import torch
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def _build_random_base(cfg: Config, tokenizer) -> None:
     """Write a randomly initialised model to model.base once, for demos and tests (model.random_init)."""
     if not cfg.model.random_init or (Path(cfg.model.base) / "config.json").exists():
@@ -251,7 +283,7 @@ def _count(config) -> str:
     return f"{config.num_hidden_layers} layers, hidden {config.hidden_size}"
 
 
-def get_model(cfg: Config, world: World):
+def get_model(cfg: Config, local_rank: int = 0):
     """The base model (8-bit when configured) prepared for k-bit training, with a fresh LoRA adapter."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -263,16 +295,16 @@ def get_model(cfg: Config, world: World):
                                   dtype=torch.bfloat16 if (cfg.train.bf16 and on_gpu) else torch.float32)
     if cfg.model.load_in_8bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs["device_map"] = {"": world.local_rank if on_gpu else "cpu"}
+        kwargs["device_map"] = {"": local_rank if on_gpu else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(cfg.model.base, **kwargs)
     model.config.use_cache = False
-    checkpointing = {"use_reentrant": False}
     if cfg.model.load_in_8bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=checkpointing)
-    elif cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
-        model.enable_input_require_grads()
+        # freezes the base and keeps norms and embeddings in fp32; checkpointing is switched on below, under its
+        # current name (peft would call the deprecated one)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if cfg.train.gradient_checkpointing:
+        # non-reentrant; this also makes the embeddings' output require grad so checkpointed layers get gradients
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
@@ -290,38 +322,23 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def collate(tokenizer):
-    """Right-pad a batch: ids with the pad token, labels with IGNORE_INDEX, and an attention mask."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-    def collate_batch(rows: list[dict]) -> dict:
-        longest = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), longest), pad, dtype=torch.long)
-        labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.as_tensor(r["input_ids"])
-            labels[i, :n] = torch.as_tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    return collate_batch
-
-
 def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from grouprp.progress import ProgressBar, StopAfter, TrainedTokens
+    from transformers import DataCollatorForSeq2Seq
+
+    from grouprp.callbacks import ProgressBar, StopAfter, TrainedTokens
 
     class RoleplayTrainer(TrainedTokens, Trainer):
         pass
 
+    if tokenizer.pad_token is None:  # Mistral-Nemo's has none; padded positions are masked and never trained
+        tokenizer.pad_token = tokenizer.eos_token
+    # right-pads input_ids with the pad token and labels with IGNORE_INDEX, and builds the attention mask
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
     trainer = RoleplayTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                              data_collator=collate(tokenizer), processing_class=tokenizer)
+                              data_collator=collator, processing_class=tokenizer)
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
     trainer.add_callback(ProgressBar(trainer))
@@ -332,19 +349,20 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     return trainer
 
 
-def save_outputs(cfg: Config, trainer, tokenizer, manifest: dict, samples: int, world_size: int,
-                 accumulation: int) -> None:
-    """Adapter, tokenizer, resolved config, format name and model card, all in output_dir."""
+def save_run_files(cfg: Config, trainer, samples: int, world_size: int, accumulation: int) -> dict:
+    """Beside the adapter and tokenizer (saved by the Trainer): the resolved config, the format's name for
+    inference, and the model card. Returns the run's metrics."""
+    from grouprp.modes import get_mode
+
     output_dir = Path(cfg.output_dir)
-    trainer.model.save_pretrained(str(output_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(output_dir))
     (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     info = {"template": cfg.data.template, "train_on_names": cfg.data.train_on_names,
             "base_model": cfg.model.base, "load_in_8bit": cfg.model.load_in_8bit,
             "metrics": _metrics(trainer)}
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    (output_dir / "README.md").write_text(model_card(cfg, samples, world_size, accumulation, info["metrics"]))
-    log.info("saved the adapter, tokenizer, config and model card to %s", output_dir)
+    card = model_card(cfg, get_mode(cfg).describe(), samples, world_size, accumulation, info["metrics"])
+    (output_dir / "README.md").write_text(card)
+    return info["metrics"]
 
 
 def _metrics(trainer) -> dict:
@@ -356,12 +374,12 @@ def _metrics(trainer) -> dict:
             "eval_loss": eval_losses[-1] if eval_losses else None}
 
 
-def model_card(cfg: Config, samples: int, world_size: int, accumulation: int, metrics: dict) -> str:
+def model_card(cfg: Config, data: str, samples: int, world_size: int, accumulation: int, metrics: dict) -> str:
     """A model card whose "Training metrics" block is filled from the run."""
     t, lora = cfg.train, cfg.lora
     stage = _deepspeed_stage(t.deepspeed)
     quantization = "8-bit (bitsandbytes LLM.int8)" if cfg.model.load_in_8bit else "none (full precision base)"
-    targets = lora.target_modules if isinstance(lora.target_modules, str) else ", ".join(lora.target_modules)
+    targets = _targets(cfg)
     rows = [
         ("Samples", f"{samples:,}"),
         ("GPUs", f"{world_size}" + ("" if _on_gpu() else " (CPU processes)")),
@@ -387,7 +405,7 @@ tags: [lora, roleplay, grouprp]
 ---
 # LoRA adapter for {cfg.model.base}
 
-Trained with [grouprp](https://github.com/grouprp/grouprp) on group roleplay data in the `{cfg.data.template}` format
+Trained with [grouprp](https://github.com/grouprp/grouprp) on {data}, in the `{cfg.data.template}` format
 (`train_on_names: {str(cfg.data.train_on_names).lower()}`). Prompts must be rendered in that same format; `grouprp.json`
 beside this file records it.
 
@@ -397,6 +415,11 @@ beside this file records it.
 |---|---|
 {table}
 """
+
+
+def _targets(cfg: Config) -> str:
+    targets = cfg.lora.target_modules
+    return targets if isinstance(targets, str) else ", ".join(targets)
 
 
 def _fmt(value) -> str:

@@ -3,16 +3,14 @@
     deepspeed --num_gpus 2 launch/train.py --config configs/lyra_lora.yaml [key=value ...]
     torchrun --nproc_per_node 2 launch/train.py --config configs/lyra_lora.yaml [key=value ...]
     python launch/train.py --config configs/demo.yaml
+
+The same as `grouprp train CONFIG [key=value ...]`, which runs under these launchers too.
 """
 
 import argparse
-import logging
-import os
 import sys
 
-from grouprp.cli import setup_logging
-from grouprp.config import ConfigError, load_config
-from grouprp.schema import DataError
+from grouprp.cli import main as grouprp
 
 
 def main() -> int:
@@ -21,17 +19,7 @@ def main() -> int:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted-key overrides")
     args = parser.parse_args()
-    rank = int(os.environ.get("RANK", 0))
-    setup_logging(logging.INFO if rank == 0 else logging.WARNING)
-    try:
-        from grouprp.train import run
-
-        run(load_config(args.config, args.overrides))
-    except (ConfigError, DataError) as exc:
-        if rank == 0:  # every rank finds the same problem; one report is enough
-            print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return grouprp(["train", args.config, *args.overrides])
 
 
 if __name__ == "__main__":

@@ -23,6 +23,26 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(TOKENIZER))
 
 
+@pytest.fixture(scope="session")
+def nemo_tokenizer_path(tmp_path_factory) -> Path:
+    """Mistral-Nemo's real tokenizer (tekken, 131,072 tokens), from the mistral-common package, saved as a Hugging
+    Face tokenizer. On it [INST] and [/INST] are control tokens; <|im_start|> and <|im_end|> are plain text."""
+    import mistral_common
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    tekken = Path(mistral_common.__file__).parent / "data" / "tekken_240718.json"
+    path = tmp_path_factory.mktemp("nemo") / "tokenizer"
+    convert_tekken_tokenizer(str(tekken)).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def nemo_tokenizer(nemo_tokenizer_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(nemo_tokenizer_path))
+
+
 def write_jsonl(path: Path, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

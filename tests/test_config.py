@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from grouprp.config import Config, ConfigError, describe, load_config
+from grouprp.config import ConfigError, describe, load_config
 from grouprp.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,11 +16,16 @@ def write(tmp_path, text):
     return path
 
 
-def test_every_shipped_config_loads():
+def test_every_shipped_config_loads_and_names_files_that_exist():
+    from grouprp.modes import get_mode
+
     configs = sorted((ROOT / "configs").glob("*.yaml"))
-    assert len(configs) >= 2
+    assert len(configs) >= 4
     for path in configs:
-        assert isinstance(load_config(path), Config), path
+        cfg = load_config(path)
+        assert (ROOT / cfg.data.path).exists(), (path, cfg.data.path)
+        assert not cfg.train.deepspeed or (ROOT / cfg.train.deepspeed).is_file(), path
+        assert all((ROOT / f).is_file() for f in get_mode(cfg).input_files()), path  # cards, sheets, data
 
 
 def test_reference_recipe_values():

@@ -156,7 +156,7 @@ def test_preview_json_needs_no_tokenizer_and_says_it_cannot_window(tmp_path, thr
     assert [first["text"][s:e] for s, e in first["trained"]] == [
         "Bo: Bo says line 1.[/INST]", "Cy: Cy says line 3.[/INST]", "Bo: Bo says line 5.[/INST]",
         "Cy: Cy says line 6.[/INST]", "Bo: Bo says line 7.[/INST]<|im_end|>"]
-    assert "cannot" in err or "not cut" in err
+    assert "long threads are shown whole, not cut into sequence_len windows" in err
 
 
 def test_preview_with_a_tokenizer_shows_windows(tmp_path, capsys):
@@ -180,13 +180,22 @@ def test_stats_prints_accounting_lengths_and_trained_share(tmp_path, threads_fil
 
 
 def test_eval_split_as_a_path_prepares_held_out_data_of_its_own(tmp_path, threads_file, tokenizer):
-    from grouprp.train import World, split_for_eval
+    from grouprp.train import split_for_eval
 
     held_out = write_jsonl(tmp_path / "held_out.jsonl", [make_thread(f"h{i}", SPEAKERS) for i in range(3)])
     cfg, _ = make_config(tmp_path, threads_file, f"eval.split={held_out}")
     prepare(cfg, tokenizer)
     dataset, _ = load_prepared(tmp_path / "out")
-    train, evaluation = split_for_eval(cfg, dataset, tokenizer, World(0, 0, 1, 1))
+    train, evaluation = split_for_eval(cfg, dataset, tokenizer)
     assert len(train) == len(dataset) == 6 and len(evaluation) == 3
     assert json.loads((tmp_path / "out" / "eval_data" / "manifest.json").read_text())["entries_in"] == 3
     assert train.column_names == ["input_ids", "labels"]
+
+
+def test_a_file_of_only_malformed_records_prepares_no_examples_and_counts_them(tmp_path, tokenizer):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": "a", "posts": [\n{"id": "b"}\n')
+    cfg, _ = make_config(tmp_path, path, "data.on_error=skip")
+    m = prepare(cfg, tokenizer).manifest
+    assert (m["entries_in"], m["examples"], m["dropped"]["malformed"]) == (2, 0, 2)
+    assert len(load_prepared(tmp_path / "out")[0]) == 0

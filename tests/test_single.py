@@ -13,10 +13,17 @@ from grouprp.config import load_config
 from grouprp.formats import get_format
 from grouprp.prepare import load_prepared, prepare
 from grouprp.schema import DataError
-from grouprp.single import Reply, ScenarioSource, read_replies, replies_in_scene
+from grouprp.modes import get_mode
+from grouprp.modes.single import replies_in_scene
+from grouprp.schema import Reply
 from grouprp.sources.cards import Card, load_card
+from grouprp.sources.scenarios import ScenarioSource
 from grouprp.sources.scripts import Line, Scene, parse_line, read_scenes
 from grouprp.tokenize import IGNORE_INDEX, encode_batch
+
+def read_replies(cfg):
+    return get_mode(cfg).read()
+
 
 CARD = Card("Nox", "The Ferryman's Lantern", (("What do you carry?", "Lamps. Mostly."),), ("curt", "loyal"))
 

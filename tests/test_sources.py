@@ -9,7 +9,7 @@ from conftest import ROOT, make_thread, write_jsonl
 from grouprp.cli import main
 from grouprp.config import load_config
 from grouprp.filters import Accounting
-from grouprp.prepare import _checked
+from grouprp.prepare import checked
 from grouprp.schema import Malformed, Thread
 from grouprp.sources import read_threads
 
@@ -93,7 +93,7 @@ def test_skip_counts_the_bad_record_and_uses_the_rest(tmp_path, make):
     path, _ = make(tmp_path)
     cfg = config(tmp_path, path, "data.on_error=skip")
     accounting = Accounting()
-    good = list(_checked(read_threads(cfg.data), cfg.data, accounting))
+    good = list(checked(read_threads(cfg.data), cfg.data, accounting))
     assert accounting.dropped["malformed"] == 1
     assert [t.id for t in good] == ([] if make in (empty_file, csv_without_thread_id) else ["good"])
     assert accounting.entries_in == len(good) + 1

@@ -6,6 +6,7 @@ These launch real processes and take a few minutes on 2 cores; they share runs t
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +40,13 @@ def env():
 
 def deepspeed(script, *args, timeout=900):
     command = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), str(script), *args]
+    return subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def deepspeed_grouprp_train(*args, timeout=900):
+    """`deepspeed --module grouprp train CONFIG ...`: the package's own command under the deepspeed launcher."""
+    command = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), "--module", "grouprp",
+               "train", *args]
     return subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -155,15 +163,18 @@ def test_two_rank_deepspeed_8bit_run_learns_and_saves_a_loadable_adapter(full_ru
     assert logits.shape[:2] == (1, 4) and torch.isfinite(logits).all()
 
 
-def test_one_progress_bar_shows_loss_trained_tokens_per_second_and_eta(full_run):
+def test_one_progress_report_shows_loss_trained_tokens_per_second_and_eta(full_run):
     console = (full_run / "console.txt").read_text()
-    assert console.count("step 0: eval_loss") == 1  # every rank evaluates; only rank 0's bar reports it
-    bars = re.findall(r"training: +\d+%\|[^|]*\| (\d+)/(\d+) \[(\d\d:\d\d)<(\d\d:\d\d)[^\]]*"
-                      r"loss=(\d+\.\d{4}), tok/s=([\d,]+)\]", console)
-    assert bars, console[-2000:]
-    assert {int(total) for _, total, *_ in bars} == {STEPS}
-    assert max(int(done) for done, *_ in bars) == STEPS  # it reached the end, with elapsed<remaining (ETA) shown
-    assert all(float(loss) > 0 and int(rate.replace(",", "")) > 0 for *_, loss, rate in bars)
+    assert console.count("step 0: eval_loss") == 1  # every rank evaluates; only rank 0 reports it
+    # not a terminal here, so plain lines rather than a bar: one per logged step, then a closing one
+    lines = re.findall(r"grouprp: training: (\d+)/(\d+) steps \([\d.]+ steps/s, (?:about (\d+ \w+) left|\d+ \w+)\)"
+                       r", loss (\d+\.\d{4}), tok/s ([\d,]+)", console)
+    assert lines, console[-2000:]
+    assert {int(total) for _, total, *_ in lines} == {STEPS}
+    assert max(int(done) for done, *_ in lines) == STEPS  # it reached the end
+    assert any(eta for _, _, eta, *_ in lines)  # and said how long was left on the way
+    assert all(float(loss) > 0 and int(rate.replace(",", "")) > 0 for *_, loss, rate in lines)
+    assert len([line for line in console.splitlines() if "grouprp: training:" in line]) <= STEPS + 1  # rank 0 only
 
 
 def test_only_lora_weights_change_and_ranks_agree(stopped_run):
@@ -183,7 +194,7 @@ def test_only_rank_zero_prepares_the_dataset(stopped_run):
 
 def test_torchrun_and_a_single_process_take_the_same_path(full_run, base_model, tmp_path):
     torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
-                str(ROOT / "launch" / "train.py"), "--config", "configs/demo.yaml", f"output_dir={tmp_path / 'tr'}",
+                "-m", "grouprp", "train", "configs/demo.yaml", f"output_dir={tmp_path / 'tr'}",
                 f"model.base={base_model}", *COMMON, "train.stop_after_steps=2", "train.save_total_limit=1"]
     check(subprocess.run(torchrun, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
     kept = sorted(p.name for p in (tmp_path / "tr" / "checkpoints").glob("checkpoint-*"))
@@ -202,13 +213,53 @@ def test_torchrun_and_a_single_process_take_the_same_path(full_run, base_model, 
 
 def test_a_stopped_run_resumes_with_the_uninterrupted_losses(stopped_run, full_run, base_model):
     assert (stopped_run / "checkpoints" / f"checkpoint-{STOP_AT}").is_dir()
-    check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={stopped_run}",
-                    f"model.base={base_model}", *COMMON))
+    check(deepspeed_grouprp_train("configs/demo.yaml", f"output_dir={stopped_run}", f"model.base={base_model}",
+                                  *COMMON))
     resumed = losses(stopped_run / "checkpoints" / f"checkpoint-{STEPS}")
     uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
     assert set(range(STOP_AT + 1, STEPS + 1)) <= set(resumed)
     for step in range(STOP_AT + 1, STEPS + 1):
         assert abs(resumed[step] - uninterrupted[step]) < 1e-4, (step, resumed[step], uninterrupted[step])
+
+
+def test_resume_from_a_checkpoint_path_or_never(stopped_run, full_run, base_model, tmp_path):
+    uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
+    copied = tmp_path / "copied"
+    shutil.copytree(stopped_run / "checkpoints" / "checkpoint-2", copied / "checkpoint-2")
+    result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml",
+                             f"output_dir={tmp_path / 'from_path'}", f"model.base={base_model}", *COMMON,
+                             f"train.resume={copied / 'checkpoint-2'}", "train.stop_after_steps=4"))
+    assert f"resuming from {copied / 'checkpoint-2'}" in result.stderr
+    resumed = losses(tmp_path / "from_path" / "checkpoints" / "checkpoint-4")
+    assert all(abs(resumed[step] - uninterrupted[step]) < 1e-4 for step in (3, 4)), (resumed, uninterrupted)
+
+    fresh = tmp_path / "never"  # checkpoints are there, and train.resume=never ignores them
+    shutil.copytree(stopped_run / "checkpoints", fresh / "checkpoints")
+    result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={fresh}",
+                             f"model.base={base_model}", *COMMON, "train.resume=never", "train.stop_after_steps=1"))
+    assert "resuming" not in result.stderr
+    state = json.loads((fresh / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and abs(losses(fresh / "checkpoints" / "checkpoint-1")[1] - uninterrupted[1]) < 1e-4
+
+
+def test_without_save_steps_a_checkpoint_is_saved_at_every_epoch_end(base_model, tmp_path):
+    command = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}",
+               "train.deepspeed=null", "train.report_to=[none]", "train.save_steps=0", "train.epochs=2",
+               "train.save_total_limit=5", "eval.split=0"]
+    check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    saved = sorted((tmp_path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    epochs = [json.loads((p / "trainer_state.json").read_text())["epoch"] for p in saved]
+    assert [p.name for p in saved] == ["checkpoint-7", "checkpoint-14"] and epochs == [1.0, 2.0]
+
+
+def test_the_demo_log_tells_config_data_model_steps_result_without_library_noise(full_run):
+    console = (full_run / "console.txt").read_text()
+    story = ["grouprp: config: ", "grouprp: data: ", "grouprp: model: ", "grouprp: training: ", "grouprp: result: "]
+    positions = [console.find(line) for line in story]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), positions
+    for noise in ("is deprecated", "kernels-community", "Gradient accumulation steps mismatch",
+                  "all_gather_into_tensor", "Traceback"):
+        assert noise not in console, noise
 
 
 def test_batch_arithmetic_error_names_keys_and_world_size_once(tmp_path):
@@ -247,6 +298,8 @@ def test_single_character_config_trains_like_threads(tmp_path):
     check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
     info = json.loads((tmp_path / "grouprp.json").read_text())
     assert info["template"] == "alichat" and info["train_on_names"] is False and info["metrics"]["steps"] == 2
+    card = (tmp_path / "README.md").read_text()
+    assert "single-character roleplay: every reply of Rei" in card and "group roleplay" not in card
     assert info["metrics"]["eval_loss"] is not None
     assert (tmp_path / "adapter_model.safetensors").is_file()
 

@@ -15,15 +15,15 @@ DATA_SUFFIXES = (".jsonl", ".json", *TABLE_SUFFIXES)
 SCRIPT_SUFFIXES = (".txt", ".jsonl")
 
 
-def input_files(cfg: DataConfig) -> list[Path]:
-    """The data files behind `data.path`: the file itself, or every data file below the folder, sorted."""
+def input_files(cfg: DataConfig, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
+    """The data files behind `data.path`: the file itself, or every file below the folder with one of `suffixes`,
+    sorted (hidden paths and the sheets and card files left out)."""
     path = Path(cfg.path)
     if not path.exists():
         raise DataError(f"data.path: {path} does not exist")
     if path.is_file():
         return [path]
     skip = {Path(p).resolve() for p in (cfg.sheets, cfg.card) if p}
-    suffixes = SCRIPT_SUFFIXES if cfg.template == "alichat" else DATA_SUFFIXES
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
                    and p.resolve() not in skip)

@@ -1,0 +1,71 @@
+"""What a mode is: a reader of records and a builder of examples from them.
+
+`prepare`, `preview` and `stats` run only this interface, so both modes share one pipeline: `read()` yields the
+records of the input (or Malformed ones), and `build(records, encoder)` turns each record into its examples, or
+into the reason it has none. Without an encoder (preview without a tokenizer) nothing is measured in tokens, so
+nothing is windowed or trimmed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+from grouprp.config import Config
+from grouprp.schema import Example, Malformed
+from grouprp.sources import input_files
+from grouprp.tokenize import Encoder, Tokenized
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One example as it goes into the dataset: id, rendered text, tokens (None without an encoder), sizes."""
+
+    id: str
+    example: Optional[Example]
+    tokens: Optional[Tokenized]
+    turns: int
+    characters: int
+
+
+@dataclass
+class Outcome:
+    """What one record became: its examples, or the reason it has none; posts and windows removed on the way."""
+
+    rows: list[ExampleRow]
+    drop: Optional[str] = None
+    posts_removed: Counter = field(default_factory=Counter)
+    windows_dropped: Counter = field(default_factory=Counter)
+
+
+class Mode(ABC):
+    """Records in, examples out. Subclasses say what a record is and how it becomes examples."""
+
+    unit = "records"  # what a record is called in progress messages
+    record_type: Any = None  # the record class, with to_json/from_json
+    file_suffixes: tuple[str, ...] = ()  # the files read from a data folder
+    without_tokenizer = ""  # what preview says when it has no tokenizer to measure examples with
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.data = cfg.data
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What the model learns from, in a few words (for the model card)."""
+
+    @abstractmethod
+    def read(self) -> Iterator[Union[Any, Malformed]]:
+        """Every record of the input, in input order; Malformed for input that cannot be read."""
+
+    @abstractmethod
+    def build(self, records: Sequence[Any], encoder: Optional[Encoder]) -> list[Outcome]:
+        """One Outcome per record, in order."""
+
+    def input_files(self) -> list[Path]:
+        """Every file whose bytes decide the examples (for the dataset cache's fingerprint)."""
+        extra = [Path(p) for p in (self.data.sheets, self.data.card) if p]
+        return input_files(self.data, self.file_suffixes) + extra
