@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
+from grouprp.checkpoints import mark_complete, rotate
 from grouprp.progress import Progress
 from grouprp.tokenize import IGNORE_INDEX
 
@@ -79,3 +81,22 @@ class StopAfter(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class CompleteCheckpoints(TrainerCallback):
+    """After each checkpoint save, once every rank has written its part: the completion marker, then the removal
+    of complete checkpoints beyond `keep` (done here rather than by the Trainer, which deletes old checkpoints
+    before the new one is known to be complete)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir)
+            mark_complete(folder / f"checkpoint-{state.global_step}", state.global_step)
+            rotate(folder, self.keep)
+        PartialState().wait_for_everyone()  # no rank moves on while a checkpoint it may resume from is deleted

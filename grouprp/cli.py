@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Optional, Sequence
 
 from grouprp.config import ConfigError, describe, load_config
@@ -21,6 +22,7 @@ from grouprp.schema import DataError
 log = logging.getLogger("grouprp")
 
 _LOCAL_RANK = re.compile(r"^--local[-_]rank(=\d+)?$")
+_REPORT_GRACE_SECONDS = 30
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -41,6 +43,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DataError) as exc:
         if rank == 0:  # under a launcher every rank finds the same problem; one report is enough
             print(f"error: {exc}", file=sys.stderr)
+        else:
+            # launchers stop every rank once one exits: leave rank 0 the time to say what is wrong first
+            time.sleep(_REPORT_GRACE_SECONDS)
         return 2
     except BrokenPipeError:
         # the reader went away (`grouprp config-help | head`): stop quietly, and keep Python's exit-time flush

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -98,6 +99,8 @@ class DataConfig:
     template: Literal["lyra", "chatml", "alichat"] = _f("lyra", "prompt format: lyra | chatml | alichat")
     columns: dict[str, str] = _f(dict(DEFAULT_COLUMNS), "posts tables: our column name -> the file's column name")
     sheets: Optional[str] = _f(None, "posts tables: a file of character sheets (rows with name, sheet, ...)")
+    tsv_quoted: bool = _f(False, "posts tables: .tsv cells may be quoted as in CSV (by default quotes in TSV are "
+                                 "text, as most exports write them)")
     sheet_schema: list[SheetField] = _f(default_sheet_schema(), "character-sheet fields, kinds and aliases")
     min_turns: int = _f(6, "drop entries with fewer turns (posts that will be rendered)", min=1)
     min_characters: int = _f(2, "drop entries with fewer distinct posting characters", min=1)
@@ -201,9 +204,12 @@ def load_config(path: Union[str, Path, None], overrides: typing.Sequence[str] = 
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            line = Path(path).read_bytes()[:exc.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not UTF-8 text; re-save the config as UTF-8") from None
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -319,6 +325,8 @@ def _coerce(hint: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> 
         ok = isinstance(value, int) if hint is int else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
             raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
         _check_range(key, value, meta)
         return hint(value)
     if hint is str:
@@ -339,7 +347,17 @@ def _check_range(key: str, value: float, meta: typing.Mapping[str, Any]) -> None
 
 def _check(cfg: Config) -> None:
     """Rules that involve more than one field."""
+    if not cfg.output_dir.strip():
+        raise ConfigError("output_dir: required; the folder a run writes everything to (e.g. output_dir=runs/mine)")
+    if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
+        raise ConfigError(f"output_dir: {cfg.output_dir} is a file; name a folder")
     d = cfg.data
+    for key, value in (("data.sheets", d.sheets), ("data.card", d.card), ("train.deepspeed", cfg.train.deepspeed)):
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{key}: {value} not found")
+    if isinstance(cfg.eval.split, str) and not Path(cfg.eval.split).exists():
+        raise ConfigError(f"eval.split: {cfg.eval.split} not found (a fraction such as 0.02, or a path to held-out "
+                          "data)")
     if not d.path:
         raise ConfigError("data.path: required; a data file or folder (e.g. data.path=data/sample/threads.jsonl)")
     if d.min_characters > d.max_characters:

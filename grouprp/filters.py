@@ -10,13 +10,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from grouprp.clean import clean_post
+from grouprp.clean import clean_name, clean_post, strip_control_characters
 from grouprp.config import DataConfig
 from grouprp.schema import Entry, Thread, Turn
 from grouprp.sheets import SheetSchema, render_bio
 
 DROP_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "malformed", "too_long")
 POST_REASONS = ("empty", "ooc", "trailing_user")
+CHANGE_REASONS = ("control_characters",)
+"""Why a kept post (or script line) was changed beyond cleaning: control characters (NUL, ...) removed."""
 WINDOW_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "too_long")
 """Why a window of a long entry was dropped: a filter it failed, or too_long for a post that fits no window."""
 
@@ -29,7 +31,9 @@ class Accounting:
     entries_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     posts_removed: Counter = field(default_factory=Counter)
+    posts_changed: Counter = field(default_factory=Counter)  # posts kept with something taken out, by reason
     windows_dropped: Counter = field(default_factory=Counter)
+    left_out: Counter = field(default_factory=Counter)  # input deliberately not used, e.g. unused sheet rows
 
     def add(self, outcome) -> None:
         """Count what one record became (a modes.Outcome): kept, or dropped under its reason."""
@@ -38,6 +42,7 @@ class Accounting:
         else:
             self.dropped[outcome.drop] += 1
         self.posts_removed.update(outcome.posts_removed)
+        self.posts_changed.update(outcome.posts_changed)
         self.windows_dropped.update(outcome.windows_dropped)
 
     def to_dict(self) -> dict:
@@ -46,7 +51,9 @@ class Accounting:
             "entries_kept": self.entries_kept,
             "dropped": {r: self.dropped.get(r, 0) for r in DROP_REASONS},
             "posts_removed": {r: self.posts_removed.get(r, 0) for r in POST_REASONS},
+            "posts_changed": {r: self.posts_changed.get(r, 0) for r in CHANGE_REASONS},
             "windows_dropped": {r: self.windows_dropped.get(r, 0) for r in WINDOW_REASONS},
+            "left_out": dict(sorted(self.left_out.items())),
         }
 
     def check(self) -> None:
@@ -58,35 +65,43 @@ class Accounting:
 class Dropped:
     reason: str
     posts_removed: Counter
+    posts_changed: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
 class Kept:
     entry: Entry
     posts_removed: Counter
+    posts_changed: Counter = field(default_factory=Counter)
 
 
 def build_entry(thread: Thread, cfg: DataConfig, schema: SheetSchema) -> Union[Kept, Dropped]:
     """Clean a thread's posts, assign roles, drop trailing user posts, and apply the entry filters."""
     removed: Counter = Counter()
+    changed: Counter = Counter()
     players = Counter(c.player for c in thread.characters if c.player)
-    character_of_player = {c.player: c.name for c in thread.characters if c.player and players[c.player] == 1}
+    character_of_player = {c.player: clean_name(c.name) for c in thread.characters
+                           if c.player and players[c.player] == 1}
     posts = []
     for post in thread.posts:
-        text, reason = clean_post(post.text)
+        raw, controls = strip_control_characters(post.text)
+        text, reason = clean_post(raw)
         if reason:
             removed[reason] += 1
             continue
-        character = post.character or character_of_player.get(post.author) or post.author
+        if controls:
+            changed["control_characters"] += 1
+        character = clean_name(post.character or "") or character_of_player.get(post.author) or clean_name(
+            post.author or "")
         posts.append((character, text))
-    user = thread.user or (posts[0][0] if posts else "")
+    user = clean_name(thread.user or "") or (posts[0][0] if posts else "")
     turns = [Turn(c, t, "user" if c == user else "model") for c, t in posts]
     while turns and turns[-1].role == "user":
         turns.pop()
         removed["trailing_user"] += 1
     entry = Entry(id=thread.id, user=user, turns=tuple(turns), bios=_bios(thread, turns, user, schema))
     reason = filter_reason(entry, cfg)
-    return Dropped(reason, removed) if reason else Kept(entry, removed)
+    return Dropped(reason, removed, changed) if reason else Kept(entry, removed, changed)
 
 
 def filter_reason(entry: Entry, cfg: DataConfig) -> Optional[str]:
@@ -106,7 +121,7 @@ def _bios(thread: Thread, turns: list[Turn], user: str, schema: SheetSchema) -> 
     sheets = {}
     for info in thread.characters:
         if info.sheet is not None:  # a name listed twice: the first entry that has a sheet
-            sheets.setdefault(info.name, info.sheet)
+            sheets.setdefault(clean_name(info.name), info.sheet)
     wanted = dict.fromkeys([user, *(t.character for t in turns)])
     bios = {}
     for name in wanted:

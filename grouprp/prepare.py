@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from grouprp.config import Config, DataConfig, to_dict
+from grouprp.config import Config, ConfigError, DataConfig, to_dict
 from grouprp.filters import Accounting
 from grouprp.modes import Mode, Outcome, get_mode
 from grouprp.progress import Progress
@@ -86,7 +86,8 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
             log.info("rebuilding the dataset: %s", why_not)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=output_dir))
+    _remove_leftovers(output_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".prepare-{os.getpid()}-", dir=output_dir))
     try:
         started = time.perf_counter()
         writer = ExampleWriter(work / "examples.arrow")
@@ -128,7 +129,8 @@ def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Itera
     mode = get_mode(cfg)
     encoder = Encoder(tokenizer) if tokenizer is not None else None
     shown = 0
-    for record in checked(mode.read(), cfg.data, Accounting()):
+    accounting = Accounting()
+    for record in checked(mode.read(accounting), cfg.data, accounting):
         for outcome in mode.build([record], encoder):
             for row in outcome.rows:
                 if limit is not None and shown >= limit:
@@ -213,7 +215,7 @@ def _stage(mode: Mode, cfg: DataConfig, accounting: Accounting, work: Path):
     disable_progress_bars()  # our own progress reports replace the library's
     features = Features({"record": Value("large_string")})
     progress = Progress("reading", unit=mode.unit)
-    records = checked(mode.read(), cfg, accounting)
+    records = checked(mode.read(accounting), cfg, accounting)
     first = next(records, None)
     if first is None:  # nothing readable at all; from_generator refuses an empty generator
         return Dataset.from_dict({"record": []}, features=features)
@@ -223,9 +225,16 @@ def _stage(mode: Mode, cfg: DataConfig, accounting: Accounting, work: Path):
             progress.update(1)
             yield {"record": record.to_json()}
 
-    # the fingerprint only names the cache entry inside `work`, which is new for every run
-    staged = Dataset.from_generator(rows, features=features, cache_dir=str(work / "staged"),
-                                    fingerprint=f"grouprp-{os.getpid()}")
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        # the fingerprint only names the cache entry inside `work`, which is new for every run
+        staged = Dataset.from_generator(rows, features=features, cache_dir=str(work / "staged"),
+                                        fingerprint=f"grouprp-{os.getpid()}")
+    except DatasetGenerationError as exc:  # datasets wraps what the reader raised: a user's error is ours to show
+        if isinstance(exc.__cause__, (DataError, ConfigError)):
+            raise exc.__cause__ from None
+        raise
     progress.close()
     return staged
 
@@ -356,6 +365,24 @@ def _reusable(target: Path, fingerprint: str) -> tuple[Optional[dict], str]:
     except Exception as exc:  # any failure to load means the files are damaged; say which and rebuild
         return None, f"{target} cannot be loaded ({type(exc).__name__}: {exc})"
     return manifest, ""
+
+
+def _remove_leftovers(output_dir: Path) -> None:
+    """Temporary folders of earlier prepares that were killed (their process is gone)."""
+    for leftover in [*output_dir.glob(".prepare-*"), *output_dir.glob(f".{DATASET_DIR}-old-*")]:
+        pid = leftover.name.split("-")[-1 if leftover.name.startswith(f".{DATASET_DIR}") else 1]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _swap_in(staged: Path, target: Path) -> None:

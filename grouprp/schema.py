@@ -9,7 +9,7 @@ An Example is rendered text plus the character spans whose tokens are trained.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 SheetSource = Union[str, dict, None]
@@ -46,12 +46,13 @@ class Thread:
     where: str = ""
 
     def to_json(self) -> str:
-        # by hand rather than dataclasses.asdict, which deep-copies: this runs once per thread read
+        # by hand rather than dataclasses.asdict, which deep-copies: this runs once per thread read. ASCII, so
+        # broken surrogates from JSON escapes (which cleaning removes) survive the trip through Arrow
         return json.dumps({
             "id": self.id, "title": self.title, "user": self.user, "where": self.where,
             "posts": [[p.text, p.author, p.character] for p in self.posts],
             "characters": [[c.name, c.player, c.sheet] for c in self.characters],
-        }, ensure_ascii=False)
+        })
 
     @classmethod
     def from_json(cls, text: str) -> "Thread":
@@ -84,7 +85,7 @@ class Reply:
 
     def to_json(self) -> str:
         return json.dumps({"id": self.id, "scenario": self.scenario, "history": self.history, "text": self.text,
-                           "where": self.where}, ensure_ascii=False)
+                           "where": self.where})
 
     @classmethod
     def from_json(cls, text: str) -> "Reply":
@@ -116,15 +117,6 @@ class Entry:
         """Distinct posting characters, in order of first post."""
         return list(dict.fromkeys(t.character for t in self.turns))
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Entry":
-        raw = json.loads(text)
-        raw["turns"] = tuple(Turn(**t) for t in raw["turns"])
-        return cls(**raw)
-
 
 @dataclass(frozen=True)
 class Example:
@@ -133,6 +125,8 @@ class Example:
     text: str
     trained: tuple[tuple[int, int], ...]
     append_eos: bool = False  # alichat trains the tokenizer's EOS token, which is not part of the text
+    markers: tuple[tuple[int, int], ...] = ()  # the format's own markers ([INST], <|im_end|>, ...): the only
+    # text allowed to become control tokens; the same strings inside data are encoded as plain text
 
     def trained_text(self) -> str:
         return "".join(self.text[s:e] for s, e in self.trained)

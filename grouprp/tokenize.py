@@ -37,7 +37,13 @@ class Tokenized:
 
 
 class Encoder:
-    """Tokenizes rendered examples in batches and builds their labels, for one tokenizer."""
+    """Tokenizes rendered examples in batches and builds their labels, for one tokenizer.
+
+    Control tokens come only from the format: a post, sheet, name or script line containing `[INST]`, `</s>` or
+    any other special token's text is encoded as that text, never as the token. The fast path encodes the whole
+    text (what a front-end sends) and counts the control tokens in it; only when data forged some does the
+    example get encoded again, the text between the format's markers with special tokens split as plain text.
+    """
 
     def __init__(self, tokenizer) -> None:
         if not getattr(tokenizer, "is_fast", False):
@@ -47,6 +53,10 @@ class Encoder:
         self.backend = tokenizer.backend_tokenizer
         self.bos = tokenizer.bos_token_id
         self.eos = tokenizer.eos_token_id
+        special = {token.content: token_id for token_id, token in self.backend.get_added_tokens_decoder().items()
+                   if token.special}
+        self.control = special  # control token text -> id
+        self.control_ids = np.array(sorted(special.values()), dtype=np.int32)
 
     def encode(self, examples: Sequence[Example]) -> list[Tokenized]:
         """Tokens and labels of each example, in one batched call to the Rust tokenizer."""
@@ -54,12 +64,53 @@ class Encoder:
             return []
         # the Rust tokenizer directly: the Python wrapper would also build masks and type ids we do not use
         encodings = self.backend.encode_batch([e.text for e in examples], add_special_tokens=False)
-        return [self._tokenized(example, encoding.ids, encoding.offsets)
-                for example, encoding in zip(examples, encodings)]
+        out = []
+        for example, encoding in zip(examples, encodings):
+            ids = np.asarray(encoding.ids, dtype=np.int32)
+            offsets = encoding.offsets
+            if np.count_nonzero(np.isin(ids, self.control_ids)) != len(self.control_markers(example)):
+                ids, offsets = self.encode_data_as_text(example)
+            out.append(self._tokenized(example, ids, offsets))
+        return out
 
-    def _tokenized(self, example: Example, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> Tokenized:
-        ids_array = np.asarray(ids, dtype=np.int32)
-        labels = labels_for(example, ids_array, offsets)
+    def control_markers(self, example: Example) -> list[tuple[int, int]]:
+        """The spans of the format's markers that are control tokens of this tokenizer."""
+        return [(s, e) for s, e in example.markers if example.text[s:e] in self.control]
+
+    def encode_data_as_text(self, example: Example) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Token ids and offsets with the format's control markers as their tokens and every other piece of text
+        encoded with special tokens split as plain text. On byte-level tokenizers (Mistral-Nemo's, the bundled one)
+        this equals the whole text's encoding wherever the data holds no special token's text: the tokenizer
+        splits at control tokens anyway."""
+        pieces: list[tuple[int, int, bool]] = []  # (start, end, is_marker)
+        position = 0
+        for start, end in self.control_markers(example):
+            if start > position:
+                pieces.append((position, start, False))
+            pieces.append((start, end, True))
+            position = end
+        if position < len(example.text):
+            pieces.append((position, len(example.text), False))
+        texts = [example.text[s:e] for s, e, marker in pieces if not marker]
+        self.backend.encode_special_tokens = True
+        try:
+            encoded = iter(self.backend.encode_batch(texts, add_special_tokens=False))
+        finally:
+            self.backend.encode_special_tokens = False
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for start, end, marker in pieces:
+            if marker:
+                ids.append(self.control[example.text[start:end]])
+                offsets.append((start, end))
+            else:
+                encoding = next(encoded)
+                ids.extend(encoding.ids)
+                offsets.extend((start + s, start + e) for s, e in encoding.offsets)
+        return np.asarray(ids, dtype=np.int32), offsets
+
+    def _tokenized(self, example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]]) -> Tokenized:
+        labels = labels_for(example, ids, offsets)
         head = [] if self.bos is None else [self.bos]
         tail = []
         if example.append_eos:
@@ -67,7 +118,7 @@ class Encoder:
                 raise DataError("model.tokenizer: this template trains an EOS token, but the tokenizer has no "
                                 "eos_token")
             tail = [self.eos]
-        input_ids = np.concatenate([np.asarray(head, np.int32), ids_array, np.asarray(tail, np.int32)])
+        input_ids = np.concatenate([np.asarray(head, np.int32), ids, np.asarray(tail, np.int32)])
         labels = np.concatenate([np.full(len(head), IGNORE_INDEX, np.int32), labels, np.asarray(tail, np.int32)])
         return Tokenized(input_ids, labels)
 

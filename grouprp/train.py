@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from grouprp.checkpoints import checkpoint_problem, latest_complete
 from grouprp.config import Config, ConfigError, to_dict
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
@@ -52,8 +53,8 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     """
     world_size = launcher_world_size()
     accumulation = gradient_accumulation(cfg, world_size)
-    _check_paths(cfg)
     quiet_third_party()
+    check_before_loading(cfg)
 
     import torch
     from accelerate import PartialState
@@ -98,7 +99,8 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
              " in 8 bits" if cfg.model.load_in_8bit else "", cfg.lora.r, _targets(cfg), f"{trainable:,}",
              f"{total:,}")
     trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks)
-    resume = resume_checkpoint(cfg)
+    with state.main_process_first():  # rank 0 moves incomplete checkpoints aside before the others look
+        resume = resume_checkpoint(cfg, tidy=state.is_main_process)
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
@@ -175,7 +177,7 @@ def training_arguments(cfg: Config, accumulation: int):
         deepspeed=t.deepspeed,
         save_strategy="steps" if by_steps else "epoch",
         save_steps=t.save_steps if by_steps else 500,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # grouprp rotates checkpoints itself, once the newest is complete (callbacks.py)
         eval_strategy=("steps" if cfg.eval.steps else "epoch") if evaluate else "no",
         eval_steps=cfg.eval.steps or None,
         eval_on_start=evaluate,  # the loss before training, to compare with the one after
@@ -196,17 +198,122 @@ def _eval_requested(cfg: Config) -> bool:
     return isinstance(cfg.eval.split, str) or cfg.eval.split > 0
 
 
-def _check_paths(cfg: Config) -> None:
-    if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
-        raise ConfigError(f"train.deepspeed: {cfg.train.deepspeed} not found (a DeepSpeed JSON such as "
-                          "configs/zero2.json, or null to train without DeepSpeed)")
-    if cfg.train.resume not in ("auto", "never") and not Path(cfg.train.resume).is_dir():
-        raise ConfigError(f"train.resume: {cfg.train.resume} is not a checkpoint folder; use auto, never or a path")
-    if not cfg.model.base:
-        raise ConfigError("model.base: required (a HF model id or a local folder)")
-    if "wandb" in cfg.train.report_to and importlib.util.find_spec("wandb") is None:
+def check_before_loading(cfg: Config) -> None:
+    """Every training setting that can be wrong, checked before any data, tokenizer or weights load; each error
+    names its dotted key."""
+    t = cfg.train
+    if t.resume not in ("auto", "never"):
+        problem = checkpoint_problem(Path(t.resume))
+        if problem:
+            raise ConfigError(f"train.resume: {t.resume} {problem}; use auto, never or a complete checkpoint folder")
+    if "wandb" in t.report_to and importlib.util.find_spec("wandb") is None:
         raise ConfigError("train.report_to: wandb is not installed; `pip install -e .[wandb]` (and `wandb login`), "
                           "or drop it from train.report_to")
+    from transformers import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if t.lr_scheduler not in schedulers:
+        raise ConfigError(f"train.lr_scheduler: unknown scheduler {t.lr_scheduler!r}; one of {', '.join(schedulers)}")
+    _check_attention(cfg.model.attn_implementation)
+    if t.deepspeed:
+        _check_deepspeed(cfg)
+    _check_lora_targets(cfg, _model_config(cfg))
+
+
+def _check_attention(name: str) -> None:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.utils import is_flash_attn_2_available
+
+    if "/" in name:  # an attention kernel from the hub, which transformers fetches and checks when it loads
+        return
+    known = ["eager", *(k for k in ALL_ATTENTION_FUNCTIONS.keys() if "|" not in k)]
+    if name not in known:
+        raise ConfigError(f"model.attn_implementation: unknown {name!r}; one of {', '.join(known)}")
+    if name == "flash_attention_2" and not is_flash_attn_2_available():
+        raise ConfigError("model.attn_implementation: flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                          "(pip install flash-attn); or use sdpa")
+
+
+def _check_deepspeed(cfg: Config) -> None:
+    path = Path(cfg.train.deepspeed)
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"train.deepspeed: {path} is not valid JSON ({getattr(exc, 'msg', exc)}{where})") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"train.deepspeed: {path} must hold a JSON object of DeepSpeed settings")
+    zero = settings.get("zero_optimization", {})
+    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
+    if not isinstance(stage, int) or isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise ConfigError(f"train.deepspeed: {path}: zero_optimization.stage must be 0, 1, 2 or 3, got {stage!r}")
+    for name, ours, key in (("train_micro_batch_size_per_gpu", cfg.train.micro_batch_size, "train.micro_batch_size"),
+                            ("train_batch_size", cfg.train.global_batch_size, "train.global_batch_size")):
+        value = settings.get(name, "auto")
+        if value != "auto" and value != ours:
+            raise ConfigError(f"train.deepspeed: {path} sets {name} {value!r} but {key} is {ours}; set it to "
+                              "\"auto\" so the Trainer fills it from the YAML")
+
+
+def _model_config(cfg: Config):
+    """The base model's transformers config, from a local folder, the random_init values or the local HF cache
+    (or the hub, when it may be reached): no weights are read."""
+    from transformers import AutoConfig
+
+    m = cfg.model
+    if m.random_init and not (Path(m.base) / "config.json").is_file():
+        values = dict(m.random_init)
+        try:
+            return AutoConfig.for_model(values.pop("model_type", "mistral"), **values)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"model.random_init: {exc}") from None
+    if not m.base:
+        raise ConfigError("model.base: required (a HF model id or a local folder)")
+    local = Path(m.base)
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"model.base: {m.base} has no config.json; name a model folder (or a HF model id)")
+    elif m.base.startswith(("/", ".", "~")) or m.base.count("/") > 1 or "\\" in m.base:
+        raise ConfigError(f"model.base: {m.base} does not exist (a local model folder, or a HF model id such as "
+                          "Sao10K/MN-12B-Lyra-v4)")
+    elif os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(m.base, "config.json"), str):
+            raise ConfigError(f"model.base: {m.base} is not a local folder and not in the Hugging Face cache, and "
+                              f"HF_HUB_OFFLINE is set; download it first (huggingface-cli download {m.base}) or fix "
+                              "the name")
+    try:
+        return AutoConfig.from_pretrained(m.base, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"model.base: cannot read the config of {m.base} ({first_line})") from None
+
+
+def _check_lora_targets(cfg: Config, config) -> None:
+    """lora.target_modules must name modules of the model, found on a skeleton built without weights."""
+    import re
+
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
+    names = [name for name, _ in skeleton.named_modules() if name]
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules()
+                     if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")})
+    targets = cfg.lora.target_modules
+    if targets == "all-linear":
+        missing = [] if linear else ["all-linear"]
+    elif isinstance(targets, str):  # PEFT reads a single string as a regular expression over module names
+        missing = [] if any(re.fullmatch(targets, name) for name in names) else [targets]
+    else:
+        missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in names)]
+    if missing:
+        raise ConfigError(f"lora.target_modules: {', '.join(map(repr, missing))} matches no module of "
+                          f"{type(skeleton).__name__}; its linear layers are {', '.join(linear) or 'none'} "
+                          "(or use all-linear)")
 
 
 def split_for_eval(cfg: Config, dataset, tokenizer):
@@ -310,16 +417,15 @@ def get_model(cfg: Config, local_rank: int = 0):
     return get_peft_model(model, lora)
 
 
-def resume_checkpoint(cfg: Config) -> Optional[str]:
-    """The checkpoint to resume from: `train.resume` as a path, the latest one for `auto`, none for `never`."""
+def resume_checkpoint(cfg: Config, tidy: bool) -> Optional[str]:
+    """The checkpoint to resume from: `train.resume` as a path, the latest complete one for `auto`, none for
+    `never`. With `tidy` (one process), incomplete ones newer than it are moved aside."""
     if cfg.train.resume == "never":
         return None
     if cfg.train.resume != "auto":
         return cfg.train.resume
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = Path(cfg.output_dir) / CHECKPOINTS
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    found = latest_complete(Path(cfg.output_dir) / CHECKPOINTS, tidy)
+    return str(found) if found else None
 
 
 def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
@@ -328,7 +434,7 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
 
     from transformers import DataCollatorForSeq2Seq
 
-    from grouprp.callbacks import ProgressBar, StopAfter, TrainedTokens
+    from grouprp.callbacks import CompleteCheckpoints, ProgressBar, StopAfter, TrainedTokens
 
     class RoleplayTrainer(TrainedTokens, Trainer):
         pass
@@ -342,6 +448,7 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
     trainer.add_callback(ProgressBar(trainer))
+    trainer.add_callback(CompleteCheckpoints(keep=cfg.train.save_total_limit))
     if cfg.train.stop_after_steps:
         trainer.add_callback(StopAfter(cfg.train.stop_after_steps))
     for callback in callbacks:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from grouprp.clean import clean_post, clean_text, is_wholly_ooc
+from grouprp.clean import clean_post, clean_text, is_wholly_ooc, strip_control_characters
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -64,3 +64,26 @@ def test_ooc_is_detected_on_raw_text_before_markup():
 @pytest.mark.parametrize("raw", ["", "   \n\t ", "[img]https://example.org/x.png[/img]", "[quote]only a quote[/quote]"])
 def test_posts_empty_after_cleaning_are_removed(raw):
     assert clean_post(raw) == ("", "empty")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("(( a " * 3, "(( a (( a (( a"),                               # unclosed asides stay text
+    ("[b]Halt " * 3, "Halt Halt Halt"),                            # unclosed tags go, their text stays
+    ("[quote]a [quote]b", "a b"),                                  # unclosed quotes too
+    ("x[quote]a[quote]b[/quote]c[/quote]y", "xy"),                 # nested quotes go whole
+    ("[img]a.png [img]b.png[/img] after", "after"),                # an image with the nearest close
+    ("<b>x<b>y</b>", "**xy**"),                                    # the first open tag of a kind pairs first
+    ("[/b][/quote]</i> stray", "stray"),                           # stray closing tags go
+    ("[color=#c33 no end [b]bold[/b]", "[color=#c33 no end **bold**"),  # an unterminated tag is text
+    ("Corvin bowed.\n" + "OOC: later\n" * 500, "Corvin bowed."),   # every trailing OOC line goes
+    ("a" + " " * 1000 + "b  \nc", "a" + " " * 1000 + "b\nc"),       # spaces inside a line stay
+])
+def test_pathological_markup_is_cleaned_as_the_rules_say(raw, expected):
+    assert clean_post(raw) == (expected, None)
+
+
+def test_control_characters_are_removed_and_counted():
+    text = "Ma\x00ra\x07 sa\ufeffid\x85 hi\ud800.\tOk\nyes"
+    assert strip_control_characters(text) == ("Mara said hi.\tOk\nyes", 5)
+    assert strip_control_characters("plain text") == ("plain text", 0)
+    assert clean_post("line one\u2028line two\x0c") == ("line one\nline two", None)

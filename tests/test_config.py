@@ -39,13 +39,15 @@ def test_reference_recipe_values():
 
 
 def test_defaults_and_overrides_parsed_as_yaml(tmp_path):
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("")
     cfg = load_config(write(tmp_path, "data: {path: x.jsonl}\n"),
                       ["train.learning_rate=1e-5", "data.min_turns=4", "train.report_to=[tensorboard, wandb]",
-                       "data.columns.thread_id=thread_href", "eval.split=held_out.jsonl"])
+                       "data.columns.thread_id=thread_href", f"eval.split={held_out}"])
     assert cfg.train.learning_rate == 1e-5 and cfg.data.min_turns == 4
     assert cfg.train.report_to == ["tensorboard", "wandb"]
     assert cfg.data.columns["thread_id"] == "thread_href" and cfg.data.columns["text"] == "text"
-    assert cfg.eval.split == "held_out.jsonl"
+    assert cfg.eval.split == str(held_out)
     assert cfg.data.train_on_names is True and cfg.data.sequence_len == 8192
 
 
@@ -89,3 +91,79 @@ def test_every_field_has_help():
     rows = describe()
     assert len(rows) > 40
     assert all(help_text for _, help_text, _ in rows), [key for key, h, _ in rows if not h]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=.nan", "train.epochs: must be a finite number, got nan"),
+    ("train.learning_rate=.inf", "train.learning_rate: must be a finite number, got inf"),
+    ("lora.dropout=.nan", "lora.dropout: must be a finite number, got nan"),
+    ("train.warmup_ratio=-.inf", "train.warmup_ratio: must be a finite number, got -inf"),
+    ("output_dir=", "output_dir: required"),
+    ("data.sheets=/nonexistent/sheets.jsonl", "data.sheets: /nonexistent/sheets.jsonl not found"),
+    ("data.card=/nonexistent/card.yaml", "data.card: /nonexistent/card.yaml not found"),
+    ("eval.split=/nonexistent/held_out.jsonl", "eval.split: /nonexistent/held_out.jsonl not found"),
+    ("train.deepspeed=/nonexistent/zero2.json", "train.deepspeed: /nonexistent/zero2.json not found"),
+])
+def test_garbage_values_and_missing_files_are_config_errors(tmp_path, override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "data: {path: x.jsonl}\n"), [override])
+    assert message in str(error.value)
+
+
+def test_an_output_dir_that_is_a_file_and_a_config_that_is_not_utf8(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ConfigError, match="output_dir: .*taken is a file; name a folder"):
+        load_config(write(tmp_path, "data: {path: x.jsonl}\n"), [f"output_dir={tmp_path / 'taken'}"])
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"data: {path: x.jsonl}\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin.yaml:2: not UTF-8 text; re-save the config as UTF-8"):
+        load_config(latin)
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfdata: {path: x.jsonl}\n")
+    assert load_config(bom).data.path == "x.jsonl"
+
+
+def training_config(tmp_path, *overrides):
+    return load_config(ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path / 'out'}",
+                                                        f"model.base={tmp_path / 'base'}", *overrides])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr_scheduler=cosinus", "train.lr_scheduler: unknown scheduler 'cosinus'; one of linear, cosine"),
+    ("model.attn_implementation=fast", "model.attn_implementation: unknown 'fast'; one of eager"),
+    ("model.attn_implementation=flash_attention_2", "model.attn_implementation: flash_attention_2 needs a CUDA GPU"),
+    ("lora.target_modules=[q_proj,q_projj]", "lora.target_modules: 'q_projj' matches no module of "
+                                              "MistralForCausalLM; its linear layers are down_proj, gate_proj"),
+    ("lora.target_modules=attention\\..*", "lora.target_modules: 'attention\\\\..*' matches no module"),
+    ("model.random_init=null", "base does not exist (a local model folder, or a HF model id"),
+    ("model.base=nobody/no-such-model model.random_init=null", "model.base: nobody/no-such-model is not a local "
+                                                               "folder and not in the Hugging Face cache, and "
+                                                               "HF_HUB_OFFLINE is set"),
+    ("train.resume=configs", "train.resume: configs has no completion marker"),
+])
+def test_training_settings_are_checked_before_anything_loads(tmp_path, override, message, monkeypatch):
+    from grouprp.train import check_before_loading
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as error:
+        check_before_loading(training_config(tmp_path, *override.split(" ")))
+    assert message in str(error.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "base").exists()
+
+
+def test_a_base_folder_without_config_and_a_broken_deepspeed_json(tmp_path, monkeypatch):
+    from grouprp.train import check_before_loading
+
+    (tmp_path / "base").mkdir()
+    with pytest.raises(ConfigError, match="model.base: .*base has no config.json"):
+        check_before_loading(training_config(tmp_path, "model.random_init=null"))
+    for text, message in (('{"zero_optimization": {"stage": 2,}}', r"is not valid JSON \(Expecting property name "
+                                                                     r"enclosed in double quotes at line 1"),
+                          ('{"zero_optimization": {"stage": 5}}', "zero_optimization.stage must be 0, 1, 2 or 3, "
+                                                                  "got 5"),
+                          ('{"train_micro_batch_size_per_gpu": 2}', "sets train_micro_batch_size_per_gpu 2 but "
+                                                                    "train.micro_batch_size is 1")):
+        (tmp_path / "ds.json").write_text(text)
+        with pytest.raises(ConfigError, match=f"train.deepspeed: .*ds.json:? {message}"):
+            check_before_loading(training_config(tmp_path, f"train.deepspeed={tmp_path / 'ds.json'}"))
+    check_before_loading(training_config(tmp_path, "train.deepspeed=configs/zero2.json"))  # the shipped one is fine

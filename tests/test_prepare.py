@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -199,3 +200,50 @@ def test_a_file_of_only_malformed_records_prepares_no_examples_and_counts_them(t
     m = prepare(cfg, tokenizer).manifest
     assert (m["entries_in"], m["examples"], m["dropped"]["malformed"]) == (2, 0, 2)
     assert len(load_prepared(tmp_path / "out")[0]) == 0
+
+
+@pytest.mark.parametrize("damage", ["manifest_removed", "arrow_truncated", "arrow_removed"])
+def test_a_dataset_left_broken_by_a_kill_is_rebuilt_not_reused(tmp_path, threads_file, tokenizer, caplog, damage):
+    caplog.set_level(logging.INFO, logger="grouprp")
+    cfg, _ = make_config(tmp_path, threads_file)
+    prepare(cfg, tokenizer)
+    intact = load_prepared(tmp_path / "out")[0].to_dict()
+    target = tmp_path / "out" / "dataset"
+    arrow = next(target.glob("*.arrow"))
+    if damage == "manifest_removed":
+        (target / "manifest.json").unlink()
+    elif damage == "arrow_truncated":
+        arrow.write_bytes(arrow.read_bytes()[:200])
+    else:
+        arrow.unlink()
+    result = prepare(cfg, tokenizer)
+    assert not result.reused and "rebuilding the dataset: " in caplog.text
+    assert load_prepared(tmp_path / "out")[0].to_dict() == intact
+    assert prepare(cfg, tokenizer).reused
+
+
+def test_leftovers_of_killed_prepares_are_removed_and_a_running_ones_kept(tmp_path, threads_file, tokenizer):
+    cfg, _ = make_config(tmp_path, threads_file)
+    dead = tmp_path / "out" / ".prepare-999999999-abcd"  # no such process
+    alive = tmp_path / "out" / f".prepare-{os.getppid()}-efgh"  # the test runner's parent is running
+    old = tmp_path / "out" / ".dataset-old-999999999"
+    for folder in (dead, alive, old):
+        folder.mkdir(parents=True)
+    prepare(cfg, tokenizer)
+    assert not dead.exists() and not old.exists() and alive.exists()
+
+
+def test_control_characters_never_reach_the_dataset_and_are_counted(tmp_path, tokenizer):
+    thread = make_thread("ctl", SPEAKERS)
+    thread["posts"][1]["text"] = "Bo\x00 says line 1.\x07"
+    thread["posts"][3]["character"] = "Cy\ufeff"
+    path = tmp_path / "t.jsonl"
+    line = json.dumps(thread).replace("line 5.", "line 5.\\ud800")  # a broken escape, as scrapers write them
+    path.write_text(line + "\n")
+    cfg, _ = make_config(tmp_path, path)
+    manifest = prepare(cfg, tokenizer).manifest
+    assert manifest["posts_changed"] == {"control_characters": 2}
+    dataset, _ = load_prepared(tmp_path / "out")
+    text = tokenizer.decode(dataset[0]["input_ids"], skip_special_tokens=False)
+    assert "Bo: Bo says line 1.[/INST]" in text and "Cy: Cy says line 3." in text and "line 5.[/INST]" in text
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in text)

@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT, TOKENIZER
 from grouprp.cli import main
 from grouprp.config import load_config
+from grouprp.filters import Accounting
 from grouprp.formats import get_format
 from grouprp.prepare import load_prepared, prepare
 from grouprp.schema import DataError
@@ -22,7 +23,7 @@ from grouprp.sources.scripts import Line, Scene, parse_line, read_scenes
 from grouprp.tokenize import IGNORE_INDEX, encode_batch
 
 def read_replies(cfg):
-    return get_mode(cfg).read()
+    return get_mode(cfg).read(Accounting())
 
 
 CARD = Card("Nox", "The Ferryman's Lantern", (("What do you carry?", "Lamps. Mostly."),), ("curt", "loyal"))
@@ -269,3 +270,35 @@ def test_an_unreachable_endpoint_is_one_clear_error(tmp_path, capsys):
     message = str(error.value)
     assert message.startswith("data.scenario.base_url: asking") and "script.txt:1" in message
     assert "after 2 attempt(s)" in message
+
+
+def test_script_lines_end_only_at_line_breaks_and_a_bom_is_not_text(tmp_path):
+    (tmp_path / "script.txt").write_text("\ufeff# Scene: A dock at dawn.\nMara: Ready?\n"
+                                         "Nox: One\u2028two\x0cthree.\r\nMara: Go.\n", encoding="utf-8")
+    cfg = data_cfg(tmp_path)
+    accounting = Accounting()
+    replies = list(get_mode(cfg).read(accounting))
+    assert [(r.scenario, r.text) for r in replies] == [("A dock at dawn.", "One\ntwothree.")]
+    assert accounting.posts_changed == {"control_characters": 1}
+
+
+def test_an_empty_line_of_the_character_gives_no_example_and_is_counted(tmp_path, tokenizer):
+    (tmp_path / "script.txt").write_text('Mara: Well?\nNox: ""\nMara: Nothing?\nNox: Nothing.\n')
+    manifest = prepare(data_cfg(tmp_path), tokenizer).manifest
+    assert manifest["examples"] == 1 and manifest["posts_removed"]["empty"] == 1
+    dataset, _ = load_prepared(tmp_path / "out")
+    assert dataset[0]["trained"] > 1  # the reply text, not EOS alone
+
+
+def test_scripts_without_a_line_of_the_character_are_reported(tmp_path, caplog):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "a.txt").write_text("Mara: Who goes there?\nNox: Me.\n")
+    (scripts / "b.txt").write_text("Mara: Quiet today.\nIvo: Too quiet.\n")
+    cfg = data_cfg(tmp_path, f"data.path={scripts}")
+    accounting = Accounting()
+    assert [r.text for r in get_mode(cfg).read(accounting)] == ["Me."]
+    assert accounting.left_out == {"scripts_without_character": 1} and f"{scripts / 'b.txt'}: no line of" in caplog.text
+    with pytest.raises(DataError, match=r"data.character: no line of 'Nox' / 'Old Nox' in .*b.txt \(speakers found: "
+                                        r"Mara, Ivo\); check data.character and data.aliases"):
+        list(get_mode(data_cfg(tmp_path, f"data.path={scripts / 'b.txt'}")).read(Accounting()))

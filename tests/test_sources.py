@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections import Counter
 
 import pytest
 
@@ -71,7 +72,77 @@ def csv_without_thread_id(tmp_path):
     return path, "posts.csv:1: no 'thread_id' column (data.columns.thread_id); the header has 'position', 'author', 'text'"
 
 
-BAD_INPUTS = [bad_json_line, thread_without_posts, wrong_types, empty_file, non_utf8, huge_post, csv_without_thread_id]
+def posts_csv(tmp_path, *lines):
+    path = tmp_path / "posts.csv"
+    path.write_text("thread_id,author,text\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def csv_unquoted_comma(tmp_path):
+    return posts_csv(tmp_path, "good,amy,fine", "x,amy,Well, then.", "good,bob,also fine"), \
+        "posts.csv:3: 4 cells where the header has 3; a comma inside a cell's text needs quoting"
+
+
+def csv_missing_cell(tmp_path):
+    return posts_csv(tmp_path, "good,amy,fine", "x,amy", "good,bob,also fine"), \
+        "posts.csv:3: 2 cells where the header has 3"
+
+
+def csv_stray_quote(tmp_path):
+    return posts_csv(tmp_path, "good,amy,fine", 'x,amy,"Halt" he said', "good,bob,also fine"), \
+        "posts.csv:3: broken quoting"
+
+
+def csv_unclosed_quote(tmp_path):
+    return posts_csv(tmp_path, "good,amy,fine", 'x,amy,"Halt', "good,bob,also fine"), \
+        "posts.csv:3: broken quoting"
+
+
+def csv_cell_too_long(tmp_path):
+    return posts_csv(tmp_path, "good,amy,fine", f'x,amy,"{"word " * 30_000}"', "good,bob,also fine"), \
+        "posts.csv:3: a cell over data.max_post_chars (100,000 characters)"
+
+
+def posts_jsonl_row_without_text(tmp_path):
+    return write_jsonl(tmp_path / "rows.jsonl", [{"thread_id": "good", "author": "amy", "text": "hi"},
+                                                 {"thread_id": "x", "author": "amy", "message": "hi"}]), \
+        "rows.jsonl:2: no 'text' in this row (data.columns.text)"
+
+
+def huge_integer(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + '{"id": "x", "posts": [], "n": ' + "9" * 5000 + "}\n")
+    return path, "t.jsonl:2: not readable JSON (Exceeds the limit"
+
+
+def deep_nesting(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    return path, "t.jsonl:2: not readable JSON (nested too deeply)"
+
+
+def broken_surrogate_id(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + '{"id": "\\udc00", "posts": []}\n')
+    return path, "t.jsonl:2: id: '\\udc00' is not a usable id"
+
+
+def duplicate_thread_id(tmp_path):
+    write_jsonl(tmp_path / "d" / "a.jsonl", [GOOD])
+    write_jsonl(tmp_path / "d" / "b.jsonl", [make_thread("good", ("Bo", "Cy"))])
+    return tmp_path / "d", "b.jsonl:1: thread id 'good' again (first at"
+
+
+def corrupt_parquet(tmp_path):
+    write_jsonl(tmp_path / "d" / "a.jsonl", [GOOD])
+    (tmp_path / "d" / "b.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    return tmp_path / "d", "b.parquet: not a readable Parquet file"
+
+
+BAD_INPUTS = [bad_json_line, thread_without_posts, wrong_types, empty_file, non_utf8, huge_post, csv_without_thread_id,
+              csv_unquoted_comma, csv_missing_cell, csv_stray_quote, csv_unclosed_quote, csv_cell_too_long,
+              posts_jsonl_row_without_text, huge_integer, deep_nesting, broken_surrogate_id, duplicate_thread_id,
+              corrupt_parquet]
 
 
 @pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__)
@@ -97,6 +168,9 @@ def test_skip_counts_the_bad_record_and_uses_the_rest(tmp_path, make):
     assert accounting.dropped["malformed"] == 1
     assert [t.id for t in good] == ([] if make in (empty_file, csv_without_thread_id) else ["good"])
     assert accounting.entries_in == len(good) + 1
+    if make in (csv_unquoted_comma, csv_missing_cell, csv_stray_quote, csv_unclosed_quote, csv_cell_too_long):
+        # the rows after the bad one are read as rows: nothing is swallowed
+        assert [p.text for p in good[0].posts] == ["fine", "also fine"]
 
 
 def test_threads_json_list_and_optional_fields(tmp_path):
@@ -182,3 +256,66 @@ def test_streaming_keeps_memory_bounded(tmp_path):
     result = measure(200_000, 40, tmp_path)
     assert result["posts"] == 200_000 and result["file_mb"] > 50
     assert result["peak_mb"] < 200, result
+
+
+def test_tsv_quotes_are_text_unless_the_table_says_they_are_quoting(tmp_path):
+    path = tmp_path / "posts.tsv"
+    path.write_text('thread_id\tauthor\ttext\nq\tamy\t"Halt," she said.\nq\tbob\tHe "halted".\n', encoding="utf-8")
+    assert [p.text for p in threads_of(config(tmp_path, path))[0].posts] == ['"Halt," she said.', 'He "halted".']
+    path.write_text('thread_id\tauthor\ttext\nq\tamy\t"Halt,\tshe said."\n', encoding="utf-8")
+    assert [p.text for p in threads_of(config(tmp_path, path, "data.tsv_quoted=true"))[0].posts] == ["Halt,\tshe said."]
+
+
+def test_byte_order_marks_are_not_text(tmp_path):
+    bom = "\ufeff"
+    table = tmp_path / "posts.csv"
+    table.write_text(bom + "position,thread_id,author,text\n2,q,bob,second\n1,q,amy,first\n", encoding="utf-8")
+    assert [p.text for p in threads_of(config(tmp_path, table))[0].posts] == ["first", "second"]
+    lines = tmp_path / "t.jsonl"
+    lines.write_text(bom + json.dumps(GOOD) + "\n", encoding="utf-8")
+    assert [t.id for t in threads_of(config(tmp_path, lines))] == ["good"]
+    whole = tmp_path / "t.json"
+    whole.write_text(bom + json.dumps([GOOD]), encoding="utf-8")
+    assert [t.id for t in threads_of(config(tmp_path, whole))] == ["good"]
+
+
+def test_a_posts_jsonl_with_a_broken_first_line_is_still_read_as_posts(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"thread_id": "q", "author": \n' + "".join(
+        json.dumps({"thread_id": "q", "author": a, "text": t}) + "\n" for a, t in (("amy", "hi"), ("bob", "yo"))))
+    records = threads_of(config(tmp_path, path, "data.on_error=skip"))
+    assert isinstance(records[0], Malformed) and records[0].where.endswith("rows.jsonl:1")
+    assert [p.text for p in records[1].posts] == ["hi", "yo"]
+
+
+def test_one_thread_spread_over_two_table_files_is_one_thread(tmp_path):
+    (tmp_path / "d").mkdir()
+    write_posts_csv(tmp_path / "d" / "a.csv", ["thread_id", "position", "author", "text"],
+                    [["q", 3, "amy", "third"], ["q", 1, "amy", "first"], ["r", 1, "cy", "alone"]])
+    write_posts_csv(tmp_path / "d" / "b.csv", ["thread_id", "position", "author", "text"], [["q", 2, "bob", "second"]])
+    threads = {t.id: t for t in threads_of(config(tmp_path, tmp_path / "d"))}
+    assert [p.text for p in threads["q"].posts] == ["first", "second", "third"] and len(threads) == 2
+
+
+def test_positions_of_any_size_sort_as_numbers(tmp_path):
+    rows = [["q", "9" * 5000, "amy", "last"], ["q", "1e400", "bob", "infinite"], ["q", "12", "cy", "twelve"],
+            ["q", "3", "amy", "three"]]
+    path = write_posts_csv(tmp_path / "posts.csv", ["thread_id", "position", "author", "text"], rows)
+    assert [p.text for p in threads_of(config(tmp_path, path))[0].posts] == ["three", "twelve", "last", "infinite"]
+
+
+def test_sheet_rows_no_thread_uses_are_counted_and_named(tmp_path, caplog):
+    path = write_posts_csv(tmp_path / "posts.csv", ["thread_id", "author", "character", "text"],
+                           [["t1", "amy", "Lira", "hi"], ["t1", "bob", "Brom", "yo"]])
+    write_jsonl(tmp_path / "sheets.jsonl", [
+        {"thread_id": "t1", "name": "Lira", "sheet": "Age: 20"},       # used
+        {"name": "Brom", "sheet": "Age: 40"},                           # used: Brom posts in t1
+        {"thread_id": "t9", "name": "Lira", "sheet": "Age: 21"},       # no thread t9
+        {"thread_id": "t1", "name": "Quill", "sheet": "Age: 30"},      # Quill never posts in t1
+        {"name": "Nobody", "sheet": "Age: 1"},                          # posts nowhere
+    ])
+    left_out = Counter()
+    cfg = config(tmp_path, path, f"data.sheets={tmp_path / 'sheets.jsonl'}")
+    list(read_threads(cfg.data, left_out))
+    assert left_out == {"sheet_rows_unused": 3}
+    assert "sheets.jsonl:3" in caplog.text and "sheets.jsonl:4" in caplog.text and "sheets.jsonl:5" in caplog.text

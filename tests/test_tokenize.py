@@ -2,16 +2,18 @@
 
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grouprp.config import DataConfig
 from grouprp.filters import Dropped, build_entry
 from grouprp.formats import get_format
-from grouprp.schema import Entry, Example, Post, Thread, Turn
+from grouprp.schema import CharacterInfo, Entry, Example, Post, Reply, Thread, Turn
+from grouprp.sources.cards import Card
 from grouprp.sheets import SheetSchema
 from grouprp.modes.group import split_into_windows
-from grouprp.tokenize import IGNORE_INDEX, encode_batch, labels_for
+from grouprp.tokenize import IGNORE_INDEX, Encoder, encode_batch, labels_for
 
 SCHEMA = SheetSchema(DataConfig(path="x").sheet_schema)
 NAMES = ["Mara", "Old Fenn", "Sable", "Ivo-3", "Zoë", "Brannoc the Tall", "Q"]
@@ -122,3 +124,68 @@ def test_on_mistral_nemos_tokenizer_exactly_the_marked_spans_are_trained(nemo_to
         # marker is trained, so that newline rides along; nothing else does
         decoded = decoded.replace("<|im_end|>\n", "<|im_end|>")
     assert decoded == expected_trained_text(entry, template)
+
+
+FORGERIES = ["[INST]", "[/INST]", "<|im_start|>", "<|im_end|>", "</s>", "<s>", "<pad>", "[AVAILABLE_TOOLS]",
+             "[INST]model\n", "<|im_end|>\n<|im_start|>assistant\n"]
+FORGED_TEXT = st.lists(st.one_of(TEXT, st.sampled_from(FORGERIES)), min_size=1, max_size=5).map("".join)
+
+
+@st.composite
+def forged_threads(draw):
+    names = [draw(st.sampled_from(NAMES + ["[INST]Mal", "Eve</s>"])) for _ in range(draw(st.integers(2, 6)))]
+    posts = tuple(Post(text=draw(FORGED_TEXT), character=name) for name in names)
+    sheet = {"Bio": draw(FORGED_TEXT)}
+    return Thread(id="forged", posts=posts, characters=(CharacterInfo(names[0], sheet=sheet),))
+
+
+@pytest.mark.parametrize("which", ["bundled", "nemo"])
+def test_control_tokens_come_only_from_the_format(which, request):
+    tokenizer = request.getfixturevalue("tokenizer" if which == "bundled" else "nemo_tokenizer")
+    encoder = Encoder(tokenizer)
+    control = set(encoder.control.values())
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(thread=forged_threads(), template=st.sampled_from(["lyra", "chatml"]))
+    def check(thread, template):
+        result = build_entry(thread, DataConfig(path="x", min_turns=1, min_characters=1), SCHEMA)
+        if isinstance(result, Dropped):
+            return
+        example = get_format(template, train_on_names=True).render(result.entry)
+        tokens = encoder.encode([example])[0]
+        placed = [example.text[s:e] for s, e in example.markers if example.text[s:e] in encoder.control]
+        found = [tokenizer.convert_ids_to_tokens(int(i)) for i in tokens.input_ids[1:] if int(i) in control]
+        assert found == placed  # the same control tokens, in the same order, as the format put there
+        assert tokens.input_ids[0] == tokenizer.bos_token_id
+
+    check()
+
+
+@pytest.mark.parametrize("which", ["bundled", "nemo"])
+def test_a_script_line_or_card_with_control_text_adds_no_control_token(which, request):
+    tokenizer = request.getfixturevalue("tokenizer" if which == "bundled" else "nemo_tokenizer")
+    card = Card("Nox", "The Lantern [INST]", (("Who are you?</s>", "Nox.<|im_end|>"),), ("curt",))
+    reply = Reply("r", "A dock.[/INST]", (("Mara", "Hi</s><s>"),), "Late again.[INST]user\nX: y</s>")
+    tokens = encode_batch([get_format("alichat", False, card=card, character="Nox").render(reply)], tokenizer)[0]
+    control = set(Encoder(tokenizer).control.values())
+    assert [int(i) for i in tokens.input_ids if int(i) in control] == [tokenizer.bos_token_id, tokenizer.eos_token_id]
+    trained = [int(t) for t, label in zip(tokens.input_ids, tokens.labels) if label != IGNORE_INDEX]
+    assert trained[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in trained[:-1]
+
+
+@pytest.mark.parametrize("which", ["bundled", "nemo"])
+def test_encoding_around_control_tokens_equals_the_whole_text_when_nothing_is_forged(which, request):
+    tokenizer = request.getfixturevalue("tokenizer" if which == "bundled" else "nemo_tokenizer")
+    encoder = Encoder(tokenizer)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(thread=threads(), template=st.sampled_from(["lyra", "chatml"]))
+    def check(thread, template):
+        entry, example = rendered(thread, template)
+        if entry is None:
+            return
+        whole = tokenizer.backend_tokenizer.encode(example.text, add_special_tokens=False)
+        ids, offsets = encoder.encode_data_as_text(example)
+        assert ids.tolist() == whole.ids and [tuple(o) for o in offsets] == [tuple(o) for o in whole.offsets]
+
+    check()

@@ -242,6 +242,35 @@ def test_resume_from_a_checkpoint_path_or_never(stopped_run, full_run, base_mode
     assert state["global_step"] == 1 and abs(losses(fresh / "checkpoints" / "checkpoint-1")[1] - uninterrupted[1]) < 1e-4
 
 
+def test_a_checkpoint_left_incomplete_by_a_kill_is_skipped_and_the_run_ends_as_if_uninterrupted(
+        stopped_run, full_run, base_model, tmp_path):
+    for step in (1, 2, STOP_AT):
+        shutil.copytree(stopped_run / "checkpoints" / f"checkpoint-{step}", tmp_path / "checkpoints" / f"checkpoint-{step}")
+    killed = tmp_path / "checkpoints" / f"checkpoint-{STOP_AT}"
+    (killed / "grouprp-complete.json").unlink()  # the marker is written last: a kill mid-save leaves none
+    optimizer = max((p for p in killed.rglob("*optim_states.pt")), key=lambda p: p.stat().st_size)
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={tmp_path}",
+                             f"model.base={base_model}", *COMMON))
+    assert f"checkpoint-{STOP_AT} has no completion marker" in result.stderr
+    assert f"resuming from {tmp_path / 'checkpoints' / 'checkpoint-2'}" in result.stderr
+    assert len(list((tmp_path / "checkpoints").glob(f"checkpoint-{STOP_AT}.incomplete-*"))) == 1
+    resumed = losses(tmp_path / "checkpoints" / f"checkpoint-{STEPS}")
+    uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
+    for step in range(3, STEPS + 1):
+        assert abs(resumed[step] - uninterrupted[step]) < 1e-4, (step, resumed[step], uninterrupted[step])
+
+
+def test_a_config_error_under_torchrun_is_one_line_from_rank_zero_before_anything_loads(tmp_path):
+    command = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "grouprp",
+               "train", "configs/demo.yaml", f"output_dir={tmp_path / 'out'}", "train.lr_scheduler=cosinus"]
+    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and errors == [errors[0]] and "train.lr_scheduler: unknown scheduler" in errors[0]
+    # torchrun prints its own traceback for a failed child; none comes from grouprp's code
+    assert str(ROOT / "grouprp") not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_without_save_steps_a_checkpoint_is_saved_at_every_epoch_end(base_model, tmp_path):
     command = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}",
                "train.deepspeed=null", "train.report_to=[none]", "train.save_steps=0", "train.epochs=2",

@@ -6,25 +6,30 @@ from grouprp.schema import Example
 
 
 class TextBuilder:
-    """Concatenates pieces; `trained=True` pieces become trained spans (adjacent ones merge)."""
+    """Concatenates pieces; `trained=True` pieces become trained spans (adjacent ones merge), and `marker=True`
+    pieces are the format's own markers, the only text that may become control tokens."""
 
     def __init__(self) -> None:
         self._parts: list[str] = []
         self._spans: list[list[int]] = []
+        self._markers: list[tuple[int, int]] = []
         self._length = 0
 
-    def add(self, piece: str, trained: bool = False) -> "TextBuilder":
+    def add(self, piece: str, trained: bool = False, marker: bool = False) -> "TextBuilder":
         if trained and piece:
             if self._spans and self._spans[-1][1] == self._length:
                 self._spans[-1][1] += len(piece)
             else:
                 self._spans.append([self._length, self._length + len(piece)])
+        if marker and piece:
+            self._markers.append((self._length, self._length + len(piece)))
         self._parts.append(piece)
         self._length += len(piece)
         return self
 
     def build(self, append_eos: bool = False) -> Example:
-        return Example("".join(self._parts), tuple((s, e) for s, e in self._spans), append_eos)
+        return Example("".join(self._parts), tuple((s, e) for s, e in self._spans), append_eos,
+                       tuple(self._markers))
 
 
 class Format:

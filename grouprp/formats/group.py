@@ -33,34 +33,34 @@ def system_prompt(entry: Entry) -> str:
 
 
 class GroupFormat(Format):
-    """Blocks of `{open(role)}{content}{close}{between}`; trained: each model block's content and close marker,
+    """Blocks of `{open}{role}\n{content}{close}{between}`; trained: each model block's content and close marker,
     then the end marker. Subclasses only say what their markers are."""
 
-    block_open = ""
+    open = ""
     close = ""
     between = ""
     end = ""
     role_names = {"system": "system", "user": "user", "model": "model"}
 
     def render(self, entry: Entry) -> Example:
-        out = TextBuilder().add(self._open("system") + system_prompt(entry) + self.close + self.between)
+        out = TextBuilder()
+        self._block(out, "system", system_prompt(entry), trained=False)
         for turn in entry.turns:
-            model = turn.role == "model"
-            out.add(self._open(turn.role))
-            out.add(f"{turn.character}: ", trained=model and self.train_on_names)
-            out.add(turn.text, trained=model)
-            out.add(self.close, trained=model).add(self.between)
-        return out.add(self.end, trained=True).build()
+            self._block(out, turn.role, turn.text, trained=turn.role == "model", name=turn.character)
+        return out.add(self.end, trained=True, marker=True).build()
 
-    def _open(self, role: str) -> str:
-        return self.block_open.format(role=self.role_names[role])
+    def _block(self, out: TextBuilder, role: str, text: str, trained: bool, name: str = "") -> None:
+        out.add(self.open, marker=True).add(f"{self.role_names[role]}\n")
+        if name:
+            out.add(f"{name}: ", trained=trained and self.train_on_names)
+        out.add(text, trained=trained).add(self.close, trained=trained, marker=True).add(self.between)
 
 
 class Lyra(GroupFormat):
     """`[INST]role\ncontent[/INST]` blocks back to back, ending with `<|im_end|>`."""
 
     name = "lyra"
-    block_open = "[INST]{role}\n"
+    open = "[INST]"
     close = "[/INST]"
     end = END_OF_EXAMPLE
 
@@ -69,7 +69,7 @@ class ChatML(GroupFormat):
     """`<|im_start|>role\ncontent<|im_end|>\n` blocks; the newline after `<|im_end|>` is never trained."""
 
     name = "chatml"
-    block_open = "<|im_start|>{role}\n"
+    open = "<|im_start|>"
     close = "<|im_end|>"
     between = "\n"
     role_names = {"system": "system", "user": "user", "model": "assistant"}

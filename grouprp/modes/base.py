@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from grouprp.config import Config
+from grouprp.filters import Accounting
 from grouprp.schema import Example, Malformed
 from grouprp.sources import input_files
 from grouprp.tokenize import Encoder, Tokenized
@@ -38,6 +39,7 @@ class Outcome:
     rows: list[ExampleRow]
     drop: Optional[str] = None
     posts_removed: Counter = field(default_factory=Counter)
+    posts_changed: Counter = field(default_factory=Counter)
     windows_dropped: Counter = field(default_factory=Counter)
 
 
@@ -58,8 +60,9 @@ class Mode(ABC):
         """What the model learns from, in a few words (for the model card)."""
 
     @abstractmethod
-    def read(self) -> Iterator[Union[Any, Malformed]]:
-        """Every record of the input, in input order; Malformed for input that cannot be read."""
+    def read(self, accounting: Accounting) -> Iterator[Union[Any, Malformed]]:
+        """Every record of the input, in input order; Malformed for input that cannot be read. What is read but
+        deliberately not used (an unused sheet row, an empty script line) is counted in `accounting`."""
 
     @abstractmethod
     def build(self, records: Sequence[Any], encoder: Optional[Encoder]) -> list[Outcome]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 from grouprp.config import Config
-from grouprp.filters import Dropped, Kept, build_entry, filter_reason
+from grouprp.filters import Accounting, Dropped, Kept, build_entry, filter_reason
 from grouprp.formats import get_format
 from grouprp.modes.base import ExampleRow, Mode, Outcome
 from grouprp.schema import Entry, Malformed, Thread
@@ -37,8 +37,8 @@ class GroupMode(Mode):
     def describe(self) -> str:
         return "group roleplay threads (the model writes every character but the user's)"
 
-    def read(self) -> Iterator[Union[Thread, Malformed]]:
-        return read_threads(self.data)
+    def read(self, accounting: Accounting) -> Iterator[Union[Thread, Malformed]]:
+        return read_threads(self.data, accounting.left_out)
 
     def build(self, threads: Sequence[Thread], encoder: Optional[Encoder]) -> list[Outcome]:
         results = [build_entry(thread, self.data, self.schema) for thread in threads]
@@ -49,12 +49,12 @@ class GroupMode(Mode):
         outcomes = []
         for result in results:
             if isinstance(result, Dropped):
-                outcomes.append(Outcome([], result.reason, result.posts_removed))
+                outcomes.append(Outcome([], result.reason, result.posts_removed, result.posts_changed))
                 continue
             example, entry_tokens = whole[id(result)]
             if entry_tokens is None or len(entry_tokens) <= self.data.sequence_len:
                 outcomes.append(Outcome([self._row(result.entry, example, entry_tokens)], None,
-                                        result.posts_removed))
+                                        result.posts_removed, result.posts_changed))
             else:
                 outcomes.append(self._windowed(result, encoder))
         return outcomes
@@ -73,13 +73,13 @@ class GroupMode(Mode):
         plan = split_into_windows(kept.entry, lambda w: measure(w) <= self.data.sequence_len,
                                   lambda w: filter_reason(w, self.data))
         if not plan.windows:
-            return Outcome([], "too_long", kept.posts_removed)
+            return Outcome([], "too_long", kept.posts_removed, kept.posts_changed)
         rows = []
         for window in plan.windows:
             measure(window)  # a window moved back off a user post was not measured while searching
             example, tokens = measured[window.turns]
             rows.append(self._row(window, example, tokens))
-        return Outcome(rows, None, kept.posts_removed, plan.dropped)
+        return Outcome(rows, None, kept.posts_removed, kept.posts_changed, plan.dropped)
 
     @staticmethod
     def _row(entry: Entry, example, tokens: Optional[Tokenized]) -> ExampleRow:

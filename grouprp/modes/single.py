@@ -7,19 +7,25 @@ lines until it fits; when the prompt and reply alone are too long it is dropped 
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
+from grouprp.clean import clean_name, strip_control_characters
 from grouprp.config import Config, DataConfig
+from grouprp.filters import Accounting
 from grouprp.formats import get_format
 from grouprp.modes.base import ExampleRow, Mode, Outcome
 from grouprp.schema import DataError, Malformed, Reply
 from grouprp.sources import SCRIPT_SUFFIXES, input_files
-from grouprp.sources.cards import load_card
+from grouprp.sources.cards import Card, load_card
 from grouprp.sources.scenarios import ScenarioSource
 from grouprp.sources.scripts import Line, Scene, read_scenes
 from grouprp.tokenize import Encoder
+
+log = logging.getLogger("grouprp")
 
 HistoryLine = tuple[Optional[str], str]
 
@@ -35,7 +41,7 @@ class SingleCharacterMode(Mode):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         d = cfg.data
-        self.card = load_card(d.card)
+        self.card = _clean_card(load_card(d.card))
         if self.card.name.casefold() not in {n.casefold() for n in (d.character, *d.aliases)}:
             raise DataError(f"{d.card}: the card is for {self.card.name!r} but data.character is {d.character!r}; "
                             f"add {self.card.name!r} to data.aliases or fix the card")
@@ -45,20 +51,39 @@ class SingleCharacterMode(Mode):
     def describe(self) -> str:
         return f"single-character roleplay: every reply of {self.data.character} in visual-novel scripts"
 
-    def read(self) -> Iterator[Union[Reply, Malformed]]:
-        """Every reply of the target character in every script file, with its scene's scenario."""
+    def read(self, accounting: Accounting) -> Iterator[Union[Reply, Malformed]]:
+        """Every reply of the target character in every script file, with its scene's scenario. Control
+        characters are taken out of lines (counted under posts_changed), empty lines left out (posts_removed);
+        a script without a line of the character is reported, and no such line anywhere is an error."""
         scenarios = ScenarioSource(self.data.scenario, self.data, Path(self.cfg.output_dir))
+        speakers: Counter = Counter()
+        replies = 0
         for path in input_files(self.data, self.file_suffixes):
+            in_file = 0
             for scene in read_scenes(path):
                 if isinstance(scene, Malformed):
                     yield scene
                     continue
+                scene = _usable_lines(scene, accounting)
+                speakers.update(line.speaker for line in scene.lines if line.speaker)
                 found = replies_in_scene(scene, self.data)
                 if not found:
                     continue
                 scenario = scene.scenario or scenarios.describe(scene)
                 for number, (history, text) in enumerate(found):
                     yield Reply(f"{scene.id}#r{number}", scenario, history, text, scene.where)
+                in_file += len(found)
+            if not in_file:
+                accounting.left_out["scripts_without_character"] += 1
+                log.warning("%s: no line of %s in this script", path, self._names())
+            replies += in_file
+        if not replies:
+            common = ", ".join(name for name, _ in speakers.most_common(8)) or "none"
+            raise DataError(f"data.character: no line of {self._names()} in {self.data.path} (speakers found: "
+                            f"{common}); check data.character and data.aliases")
+
+    def _names(self) -> str:
+        return " / ".join(map(repr, (self.data.character, *self.data.aliases)))
 
     def build(self, replies: Sequence[Reply], encoder: Optional[Encoder]) -> list[Outcome]:
         examples = [self.format.render(reply) for reply in replies]
@@ -77,6 +102,29 @@ class SingleCharacterMode(Mode):
             outcomes.append(Outcome([ExampleRow(reply.id, example, reply_tokens, len(reply.history) + 1,
                                                 len(speakers))]))
         return outcomes
+
+
+def _clean_card(card: Card) -> Card:
+    def text(value: str) -> str:
+        return strip_control_characters(value)[0].strip()
+
+    return Card(clean_name(card.name), text(card.source), tuple((text(q), text(a)) for q, a in card.persona),
+                tuple(text(t) for t in card.traits))
+
+
+def _usable_lines(scene: Scene, accounting: Accounting) -> Scene:
+    """The scene without control characters in its lines (counted) and without empty spoken lines (counted)."""
+    lines = []
+    for line in scene.lines:
+        text, controls = strip_control_characters(line.text)
+        text = text.replace("\u2028", "\n").replace("\u2029", "\n").strip()  # a line break inside the line
+        if not text:
+            accounting.posts_removed["empty"] += 1
+            continue
+        if controls:
+            accounting.posts_changed["control_characters"] += 1
+        lines.append(Line(clean_name(line.speaker) if line.speaker else None, text))
+    return replace(scene, lines=tuple(lines))
 
 
 def replies_in_scene(scene: Scene, cfg: DataConfig) -> list[tuple[tuple[HistoryLine, ...], str]]:

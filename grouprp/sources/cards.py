@@ -25,9 +25,11 @@ def load_card(path: Union[str, Path]) -> Card:
     """Read and validate a character card; errors name the file and the field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise DataError(f"data.card: cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; re-save the card as UTF-8") from None
     except yaml.YAMLError as exc:
         raise DataError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

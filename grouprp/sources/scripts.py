@@ -52,9 +52,12 @@ def _unquote(text: str) -> str:
 
 
 def read_script_text(path: Path) -> Iterator[Union[Scene, Malformed]]:
-    """Scenes of a plain-text script. `***`, `---` or a `#` line ends a scene; `# Scene: ...` sets the next one's."""
+    """Scenes of a plain-text script. `***`, `---` or a `#` line ends a scene; `# Scene: ...` sets the next one's.
+
+    Lines end only at real line breaks (`\n`, `\r\n`, `\r`): a form feed or a Unicode line separator inside a line
+    is part of it, and a byte-order mark at the start of the file is not text."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[:exc.start].count(b"\n") + 1
         yield Malformed(f"{path}:{line}", "not UTF-8 text; re-save the file as UTF-8")
@@ -62,7 +65,7 @@ def read_script_text(path: Path) -> Iterator[Union[Scene, Malformed]]:
     lines: list[Line] = []
     scenario: Optional[str] = None
     start, number = 1, 0
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         stripped = raw.strip()
         if stripped in ("***", "---") or stripped.startswith("#"):
             if lines:
@@ -78,7 +81,7 @@ def read_script_text(path: Path) -> Iterator[Union[Scene, Malformed]]:
             lines.append(line)
     if lines:
         yield Scene(f"{path.stem}:{start}", tuple(lines), scenario, f"{path}:{start}")
-    elif number == 0:
+    elif not text.strip():
         yield Malformed(str(path), "empty file: no lines in it")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -18,6 +19,8 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Union[Any, Malformed]]]:
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a byte-order mark is not part of the first record
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -31,6 +34,8 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Union[Any, Malformed]]]:
             except json.JSONDecodeError as exc:
                 column = min(exc.pos, len(line.rstrip("\r\n"))) + 1
                 yield number, Malformed(where, f"not valid JSON ({exc.msg} at column {column})")
+            except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; nesting too deep
+                yield number, Malformed(where, f"not readable JSON ({_json_problem(exc)})")
 
 
 def read_threads_jsonl(path: Path, max_post_chars: int) -> Iterator[Union[Thread, Malformed]]:
@@ -44,12 +49,15 @@ def read_threads_jsonl(path: Path, max_post_chars: int) -> Iterator[Union[Thread
 
 def read_threads_json(path: Path, max_post_chars: int) -> Iterator[Union[Thread, Malformed]]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         yield Malformed(str(path), f"not UTF-8 text (at byte {exc.start}); re-save the file as UTF-8")
         return
     except json.JSONDecodeError as exc:
         yield Malformed(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return
+    except (ValueError, RecursionError) as exc:
+        yield Malformed(str(path), f"not readable JSON ({_json_problem(exc)})")
         return
     if isinstance(data, dict) and "posts" in data:
         data = [data]
@@ -77,7 +85,7 @@ def parse_thread(obj: Any, where: str, max_post_chars: int) -> Union[Thread, Mal
         if not isinstance(characters, list):
             raise Invalid(f"`characters` must be a list, got {_kind(characters)}")
         return Thread(
-            id=_text(obj["id"], "id"),
+            id=_identifier(obj["id"], "id"),
             title=_optional_text(obj.get("title"), "title"),
             user=_optional_text(obj.get("user"), "user"),
             characters=tuple(parse_character(c, f"characters[{i}]") for i, c in enumerate(characters)),
@@ -135,10 +143,27 @@ def parse_sheet_source(sheet: Any, key: str) -> Union[str, dict, None]:
     return out
 
 
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(";")[0]
+
+
 def _text(value: Any, key: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise Invalid(f"{key}: expected a string, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Invalid(f"{key}: expected a string, got {value}")
     return value if isinstance(value, str) else str(value)
+
+
+def _identifier(value: Any, key: str) -> str:
+    """An id is used as text everywhere (dataset rows, file names in messages): it must be encodable."""
+    text = _text(value, key)
+    if not text.strip() or any("\ud800" <= c <= "\udfff" or c < " " for c in text):
+        raise Invalid(f"{key}: {text!r} is not a usable id (empty, or with control characters or broken "
+                      "surrogate escapes)")
+    return text
 
 
 def _optional_text(value: Any, key: str) -> Optional[str]:
