@@ -28,7 +28,7 @@ import numpy as np
 
 from grouprp.config import Config, ConfigError, DataConfig, to_dict
 from grouprp.filters import Accounting
-from grouprp.modes import Mode, Outcome, get_mode
+from grouprp.modes import ExampleRow, Mode, Outcome, get_mode
 from grouprp.progress import Progress
 from grouprp.schema import DataError, Example, Malformed
 from grouprp.tokenize import Encoder
@@ -126,17 +126,17 @@ def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
 def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator[tuple[str, Example]]:
     """(id, rendered example) in input order, built exactly as `prepare` builds them; without a tokenizer nothing
     is measured, so long threads are not windowed and long histories not trimmed."""
+    return ((row.id, row.example) for row in itertools.islice(example_rows(cfg, tokenizer), limit))
+
+
+def example_rows(cfg: Config, tokenizer=None) -> Iterator[ExampleRow]:
+    """Every example `prepare` would write, with its rendered text, in input order, built in this process."""
     mode = get_mode(cfg)
     encoder = Encoder(tokenizer) if tokenizer is not None else None
-    shown = 0
     accounting = Accounting()
     for record in checked(mode.read(accounting), cfg.data, accounting):
         for outcome in mode.build([record], encoder):
-            for row in outcome.rows:
-                if limit is not None and shown >= limit:
-                    return
-                yield row.id, row.example
-                shown += 1
+            yield from outcome.rows
 
 
 def checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iterator:

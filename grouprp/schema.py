@@ -111,11 +111,12 @@ class Entry:
     user: str
     turns: tuple[Turn, ...]
     bios: dict[str, str] = field(default_factory=dict)
+    cast: tuple[str, ...] = ()  # chat: every character of the scene, listed before any of them has posted
 
     @property
     def characters(self) -> list[str]:
-        """Distinct posting characters, in order of first post."""
-        return list(dict.fromkeys(t.character for t in self.turns))
+        """The cast when given, then the distinct posting characters, in order of first post."""
+        return list(dict.fromkeys([*self.cast, *(t.character for t in self.turns)]))
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Example:
     append_eos: bool = False  # alichat trains the tokenizer's EOS token, which is not part of the text
     markers: tuple[tuple[int, int], ...] = ()  # the format's own markers ([INST], <|im_end|>, ...): the only
     # text allowed to become control tokens; the same strings inside data are encoded as plain text
+    owners: tuple[str, ...] = ()  # whose words each trained span is (the character), for per-character figures
 
     def trained_text(self) -> str:
         return "".join(self.text[s:e] for s, e in self.trained)

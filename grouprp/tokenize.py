@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ class Tokenized:
 
     input_ids: np.ndarray
     labels: np.ndarray
+    spans: Optional[np.ndarray] = None  # per token, the index of its trained span (-1 untrained); on request
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -58,8 +59,9 @@ class Encoder:
         self.control = special  # control token text -> id
         self.control_ids = np.array(sorted(special.values()), dtype=np.int32)
 
-    def encode(self, examples: Sequence[Example]) -> list[Tokenized]:
-        """Tokens and labels of each example, in one batched call to the Rust tokenizer."""
+    def encode(self, examples: Sequence[Example], with_spans: bool = False) -> list[Tokenized]:
+        """Tokens and labels of each example, in one batched call to the Rust tokenizer (and, `with_spans`, the
+        trained span each token belongs to)."""
         if not examples:
             return []
         # the Rust tokenizer directly: the Python wrapper would also build masks and type ids we do not use
@@ -70,7 +72,7 @@ class Encoder:
             offsets = encoding.offsets
             if np.count_nonzero(np.isin(ids, self.control_ids)) != len(self.control_markers(example)):
                 ids, offsets = self.encode_data_as_text(example)
-            out.append(self._tokenized(example, ids, offsets))
+            out.append(self._tokenized(example, ids, offsets, with_spans))
         return out
 
     def control_markers(self, example: Example) -> list[tuple[int, int]]:
@@ -109,8 +111,10 @@ class Encoder:
                 offsets.extend((start + s, start + e) for s, e in encoding.offsets)
         return np.asarray(ids, dtype=np.int32), offsets
 
-    def _tokenized(self, example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]]) -> Tokenized:
-        labels = labels_for(example, ids, offsets)
+    def _tokenized(self, example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]],
+                   with_spans: bool = False) -> Tokenized:
+        spans = trained_span_of_tokens(example, offsets)
+        labels = np.where(spans >= 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
         head = [] if self.bos is None else [self.bos]
         tail = []
         if example.append_eos:
@@ -120,7 +124,11 @@ class Encoder:
             tail = [self.eos]
         input_ids = np.concatenate([np.asarray(head, np.int32), ids, np.asarray(tail, np.int32)])
         labels = np.concatenate([np.full(len(head), IGNORE_INDEX, np.int32), labels, np.asarray(tail, np.int32)])
-        return Tokenized(input_ids, labels)
+        if not with_spans:
+            return Tokenized(input_ids, labels)
+        last = len(example.trained) - 1  # the trained EOS ends the last trained span
+        spans = np.concatenate([np.full(len(head), -1, np.int64), spans, np.full(len(tail), last, np.int64)])
+        return Tokenized(input_ids, labels, spans)
 
 
 def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
@@ -131,14 +139,20 @@ def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
 def labels_for(example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Each token's id where its first character lies in a trained span, else IGNORE_INDEX (int32)."""
     ids = np.asarray(ids, dtype=np.int32)
-    if not example.trained or not len(ids):
-        return np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+    return np.where(trained_span_of_tokens(example, offsets) >= 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
+
+
+def trained_span_of_tokens(example: Example, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """For each token, the index of the trained span holding its first character, or -1: the one rule by which
+    tokens are trained."""
+    if not example.trained or not len(offsets):
+        return np.full(len(offsets), -1, dtype=np.int64)
     spans = np.asarray(example.trained, dtype=np.int64)
-    flat = np.fromiter(itertools.chain.from_iterable(offsets), dtype=np.int64, count=2 * len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets))
     first = first_characters(example.text, flat.reshape(-1, 2))
     span_index = np.searchsorted(spans[:, 0], first, side="right") - 1
     inside = (span_index >= 0) & (first < spans[np.maximum(span_index, 0), 1])
-    return np.where(inside, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
+    return np.where(inside, span_index, -1)
 
 
 def first_characters(text: str, offsets: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -20,13 +21,14 @@ import yaml
 
 from grouprp.checkpoints import checkpoint_problem, latest_complete
 from grouprp.config import Config, ConfigError, to_dict
+from grouprp.inference import CARD_COPY, RUN_INFO, Sampling
+from grouprp.logs import quiet_third_party
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
 
 log = logging.getLogger("grouprp")
 
 CHECKPOINTS = "checkpoints"
-RUN_INFO = "grouprp.json"
 
 
 def launcher_world_size() -> int:
@@ -114,32 +116,6 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
                  _fmt(metrics["eval_loss_before"]), output_dir)
     state.wait_for_everyone()
     return output_dir
-
-
-def quiet_third_party() -> None:
-    """Filter, by message at their source, third-party warnings that ask nothing of a grouprp user."""
-    import warnings
-
-    for message in (r"`is_gradient_checkpointing` is deprecated",  # peft reads the old property name
-                    r"`torch\.distributed\.all_gather_into_tensor` is deprecated"):  # deepspeed's ZeRO-2 gathers
-        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-    # bitsandbytes tries an optional 4-bit CPU kernel at import; grouprp trains in 8 bits
-    _drop_log_lines("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward")
-    # the Trainer fills DeepSpeed's accumulation from train.global_batch_size; accelerate then reports its own
-    # default of 1 as a "mismatch" and uses DeepSpeed's value, which is the right one
-    _drop_log_lines("accelerate.accelerator", "Gradient accumulation steps mismatch")
-    # on a machine without a GPU, DeepSpeed says at every import that it runs on the CPU
-    _drop_log_lines("DeepSpeed", "Setting accelerator to CPU")
-
-
-def _drop_log_lines(logger: str, text: str) -> None:
-    """Drop the records of one logger whose message contains `text`; everything else it logs still shows."""
-    target = logging.getLogger(logger)
-    if not any(getattr(f, "dropped_text", None) == text for f in target.filters):
-        line_filter = logging.Filter()
-        line_filter.dropped_text = text
-        line_filter.filter = lambda record: text not in record.getMessage()
-        target.addFilter(line_filter)
 
 
 def _require_examples(manifest: dict, output_dir: Path) -> None:
@@ -463,11 +439,14 @@ def save_run_files(cfg: Config, trainer, samples: int, world_size: int, accumula
 
     output_dir = Path(cfg.output_dir)
     (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if cfg.data.card:  # chat needs the card; keep it with the adapter
+        shutil.copyfile(cfg.data.card, output_dir / CARD_COPY)
     info = {"template": cfg.data.template, "train_on_names": cfg.data.train_on_names,
             "base_model": cfg.model.base, "load_in_8bit": cfg.model.load_in_8bit,
             "metrics": _metrics(trainer)}
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    card = model_card(cfg, get_mode(cfg).describe(), samples, world_size, accumulation, info["metrics"])
+    mode = get_mode(cfg)
+    card = model_card(cfg, mode, samples, world_size, accumulation, info["metrics"])
     (output_dir / "README.md").write_text(card)
     return info["metrics"]
 
@@ -481,7 +460,7 @@ def _metrics(trainer) -> dict:
             "eval_loss": eval_losses[-1] if eval_losses else None}
 
 
-def model_card(cfg: Config, data: str, samples: int, world_size: int, accumulation: int, metrics: dict) -> str:
+def model_card(cfg: Config, mode, samples: int, world_size: int, accumulation: int, metrics: dict) -> str:
     """A model card whose "Training metrics" block is filled from the run."""
     t, lora = cfg.train, cfg.lora
     stage = _deepspeed_stage(t.deepspeed)
@@ -505,6 +484,9 @@ def model_card(cfg: Config, data: str, samples: int, world_size: int, accumulati
                                             f"{_fmt(metrics['eval_loss_before'])})"),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    sampling = Sampling()
+    stops = ", ".join(f"`{s}`" for s in mode.format.stop_strings) or "none but EOS"
+    fence = "````"
     return f"""---
 base_model: {cfg.model.base}
 library_name: peft
@@ -512,9 +494,22 @@ tags: [lora, roleplay, grouprp]
 ---
 # LoRA adapter for {cfg.model.base}
 
-Trained with [grouprp](https://github.com/grouprp/grouprp) on {data}, in the `{cfg.data.template}` format
+Trained with [grouprp](https://github.com/grouprp/grouprp) on {mode.describe()}, in the `{cfg.data.template}` format
 (`train_on_names: {str(cfg.data.train_on_names).lower()}`). Prompts must be rendered in that same format; `grouprp.json`
 beside this file records it.
+
+## How to prompt
+
+`grouprp chat` renders conversations exactly as training did; `grouprp export-preset --to sillytavern` writes
+matching SillyTavern presets. The prompt, up to where the model writes (here it also picks who speaks next):
+
+{fence}
+{mode.sample_prompt()}
+{fence}
+
+Stop strings: {stops} (and the tokenizer's EOS); the stop text is not part of the reply. Sampler defaults:
+temperature {sampling.temperature}, min_p {sampling.min_p}, top_p {sampling.top_p}, repetition penalty
+{sampling.repetition_penalty} (Mistral recommends a low temperature, 0.3, for Mistral-Nemo).
 
 ## Training metrics
 

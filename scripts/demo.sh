@@ -12,4 +12,7 @@ echo "== what the sample data becomes (grouprp stats configs/demo.yaml)"
 grouprp stats configs/demo.yaml "$@"
 echo "== training: deepspeed --num_gpus 2 launch/train.py --config configs/demo.yaml"
 deepspeed --num_gpus 2 launch/train.py --config configs/demo.yaml "$@"
-echo "== done: the adapter, tokenizer, config and model card are in runs/demo/ (see runs/demo/README.md)"
+echo "== does it beat its base on the held-out threads? (grouprp eval runs/demo)"
+grouprp eval runs/demo --generations 2 --max-new-tokens 40 --seed 0
+echo "== done: the adapter, tokenizer, config, model card and eval.json are in runs/demo/; talk to it with"
+echo "   grouprp chat runs/demo --thread data/sample/threads.jsonl:t01-ember-road-ambush"

@@ -42,10 +42,18 @@ class AliChat(Format):
         self.user_label = user_label
 
     def render(self, reply) -> Example:
+        char = self.character
+        out = TextBuilder().add(self._prompt(reply)).add(f"{char}: ", trained=self.train_on_names, owner=char)
+        return out.add(reply.text, trained=True, owner=char).build(append_eos=True)
+
+    def prompt(self, reply, speaker: str = "") -> Example:
+        """The prompt of a reply, up to `{char}:` (the space after it begins the reply's first token in training;
+        the reply's own text is not used)."""
+        return TextBuilder().add(self._prompt(reply)).add(f"{self.character}:").build()
+
+    def _prompt(self, reply) -> str:
         char, user = self.character, self.user_label
         persona = "\n".join(f"{user}: {question}\n{char}: {answer}" for question, answer in self.card.persona)
         history = "\n".join(f"{speaker}: {text}" if speaker else text for speaker, text in reply.history)
-        prompt = PROMPT.format(char=char, source=self.card.source, persona=persona, traits=", ".join(self.card.traits),
-                               scenario=reply.scenario, user=user, history=history)
-        out = TextBuilder().add(prompt).add(f"{char}: ", trained=self.train_on_names).add(reply.text, trained=True)
-        return out.build(append_eos=True)
+        return PROMPT.format(char=char, source=self.card.source, persona=persona, traits=", ".join(self.card.traits),
+                             scenario=reply.scenario, user=user, history=history)

@@ -43,17 +43,29 @@ class GroupFormat(Format):
     role_names = {"system": "system", "user": "user", "model": "model"}
 
     def render(self, entry: Entry) -> Example:
+        last = next((t.character for t in reversed(entry.turns) if t.role == "model"), "")
+        return self._history(entry).add(self.end, trained=True, marker=True, owner=last).build()
+
+    def prompt(self, entry: Entry, speaker: str = "") -> Example:
+        """The entry so far, then an open model block: with `speaker`, the model writes that character's turn after
+        `Name:` (no space: in training the space is the first token of the reply); without, it writes the name of
+        the character who speaks next, as it learned to."""
+        out = self._history(entry).add(self.open, marker=True).add(f"{self.role_names['model']}\n")
+        return out.add(f"{speaker}:" if speaker else "").build()
+
+    def _history(self, entry: Entry) -> TextBuilder:
         out = TextBuilder()
         self._block(out, "system", system_prompt(entry), trained=False)
         for turn in entry.turns:
             self._block(out, turn.role, turn.text, trained=turn.role == "model", name=turn.character)
-        return out.add(self.end, trained=True, marker=True).build()
+        return out
 
     def _block(self, out: TextBuilder, role: str, text: str, trained: bool, name: str = "") -> None:
         out.add(self.open, marker=True).add(f"{self.role_names[role]}\n")
         if name:
-            out.add(f"{name}: ", trained=trained and self.train_on_names)
-        out.add(text, trained=trained).add(self.close, trained=trained, marker=True).add(self.between)
+            out.add(f"{name}: ", trained=trained and self.train_on_names, owner=name)
+        out.add(text, trained=trained, owner=name).add(self.close, trained=trained, marker=True, owner=name)
+        out.add(self.between)
 
 
 class Lyra(GroupFormat):
@@ -63,6 +75,7 @@ class Lyra(GroupFormat):
     open = "[INST]"
     close = "[/INST]"
     end = END_OF_EXAMPLE
+    stop_strings = ("[INST]", END_OF_EXAMPLE)  # the next block, or the end of the example
 
 
 class ChatML(GroupFormat):
@@ -73,3 +86,4 @@ class ChatML(GroupFormat):
     close = "<|im_end|>"
     between = "\n"
     role_names = {"system": "system", "user": "user", "model": "assistant"}
+    stop_strings = ("<|im_end|>",)

@@ -30,6 +30,7 @@ class ExampleRow:
     tokens: Optional[Tokenized]
     turns: int
     characters: int
+    user: str = ""  # who the human plays in it (the user's character, or the single-character user label)
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Mode(ABC):
     @abstractmethod
     def describe(self) -> str:
         """What the model learns from, in a few words (for the model card)."""
+
+    @abstractmethod
+    def sample_prompt(self) -> str:
+        """A short conversation in this mode's format, up to where the model writes (for the model card)."""
 
     @abstractmethod
     def read(self, accounting: Accounting) -> Iterator[Union[Any, Malformed]]:

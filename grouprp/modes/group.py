@@ -14,7 +14,7 @@ from grouprp.config import Config
 from grouprp.filters import Accounting, Dropped, Kept, build_entry, filter_reason
 from grouprp.formats import get_format
 from grouprp.modes.base import ExampleRow, Mode, Outcome
-from grouprp.schema import Entry, Malformed, Thread
+from grouprp.schema import Entry, Malformed, Thread, Turn
 from grouprp.sheets import SheetSchema
 from grouprp.sources import DATA_SUFFIXES, read_threads
 from grouprp.tokenize import Encoder, Tokenized
@@ -36,6 +36,12 @@ class GroupMode(Mode):
 
     def describe(self) -> str:
         return "group roleplay threads (the model writes every character but the user's)"
+
+    def sample_prompt(self) -> str:
+        entry = Entry("sample", "Ilsa", (Turn("Ilsa", "*She knocks twice.* Anyone home?", "user"),
+                                         Turn("Corvin", "\"Door's open,\" Corvin called.", "model")),
+                      {"Ilsa": "**Character Name**: Ilsa\n**Age**: 24"}, cast=("Ilsa", "Corvin", "Pell"))
+        return self.format.prompt(entry).text
 
     def read(self, accounting: Accounting) -> Iterator[Union[Thread, Malformed]]:
         return read_threads(self.data, accounting.left_out)
@@ -83,7 +89,7 @@ class GroupMode(Mode):
 
     @staticmethod
     def _row(entry: Entry, example, tokens: Optional[Tokenized]) -> ExampleRow:
-        return ExampleRow(entry.id, example, tokens, len(entry.turns), len(entry.characters))
+        return ExampleRow(entry.id, example, tokens, len(entry.turns), len(entry.characters), entry.user)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ class SingleCharacterMode(Mode):
     def describe(self) -> str:
         return f"single-character roleplay: every reply of {self.data.character} in visual-novel scripts"
 
+    def sample_prompt(self) -> str:
+        scenario = self.data.scenario.text or "A quiet afternoon."
+        history = ((self.data.user_label, "Hello. Have we met?"),)
+        return self.format.prompt(Reply("sample", scenario, history, "")).text
+
     def read(self, accounting: Accounting) -> Iterator[Union[Reply, Malformed]]:
         """Every reply of the target character in every script file, with its scene's scenario. Control
         characters are taken out of lines (counted under posts_changed), empty lines left out (posts_removed);
@@ -100,7 +105,7 @@ class SingleCharacterMode(Mode):
                 continue
             speakers = {self.data.character, *(speaker for speaker, _ in reply.history if speaker)}
             outcomes.append(Outcome([ExampleRow(reply.id, example, reply_tokens, len(reply.history) + 1,
-                                                len(speakers))]))
+                                                len(speakers), self.data.user_label)]))
         return outcomes
 
 
