@@ -325,6 +325,12 @@ def format_stats(m: dict) -> str:
         f"turns/example:      {spread(s['turns_per_example'])}",
         f"characters/example: {spread(s['characters_per_example'])}",
     ]
+    if "steps" in m:
+        steps = m["steps"]
+        lines += [f"token efficiency: {steps['token_efficiency']:.3f} (real tokens over {steps['rows']:,} rows of "
+                  f"sequence_len {m['sequence_len']:,}; packing {'on' if steps['packing'] else 'off'})",
+                  f"per optimizer step: {steps['rows_per_step']} rows, about {steps['examples_per_step']:,} examples "
+                  f"and {steps['tokens_per_step']:,} tokens"]
     return "\n".join(lines)
 
 

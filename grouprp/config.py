@@ -103,6 +103,8 @@ class DataConfig:
                                  "text, as most exports write them)")
     sheet_schema: list[SheetField] = _f(default_sheet_schema(), "character-sheet fields, kinds and aliases")
     min_turns: int = _f(6, "drop entries with fewer turns (posts that will be rendered)", min=1)
+    window_context: bool = _f(True, "a window of a long thread that would fail the filters (its short tail) starts "
+                                    "earlier, the borrowed posts shown as context and not trained; false: dropped")
     min_characters: int = _f(2, "drop entries with fewer distinct posting characters", min=1)
     max_characters: int = _f(7, "drop entries with more distinct posting characters", min=1)
     sequence_len: int = _f(8192, "longest example in tokens; longer threads are cut into windows", min=16)
@@ -164,7 +166,11 @@ class TrainConfig:
     deepspeed: Optional[str] = _f(None, "DeepSpeed JSON, e.g. configs/zero2.json; none: plain PyTorch")
     gradient_checkpointing: bool = _f(True, "recompute activations in backward (non-reentrant) to save memory")
     bf16: bool = _f(True, "bfloat16 mixed precision")
-    packing: bool = _f(False, "pack several examples into one sequence (not supported yet: must stay false)")
+    packing: bool = _f(False, "pack several examples into each row of up to data.sequence_len, isolated from each "
+                              "other; global_batch_size then counts rows")
+    loss: Literal["chunked", "full"] = _f("chunked", "chunked: LM head and cross-entropy only at trained positions, "
+                                                     "a chunk at a time (Liger's fused kernel on GPU when installed); "
+                                                     "full: the model's own loss over all logits")
     resume: str = _f("auto", "auto: latest checkpoint in output_dir | never | a checkpoint folder")
     seed: int = _f(42, "seed for data order, splits and adapter init")
     stop_after_steps: int = _f(0, "end this session after N optimizer steps with a checkpoint, keeping the full "
@@ -383,8 +389,6 @@ def _check(cfg: Config) -> None:
                           "traits)")
     if d.train_on_names is None:
         d.train_on_names = MODE_DEFAULTS[d.mode]["train_on_names"]
-    if cfg.train.packing:
-        raise ConfigError("train.packing: packing is not supported yet; set train.packing=false")
     if not 0 <= cfg.train.warmup_ratio <= 1:
         raise ConfigError("train.warmup_ratio: must be between 0 and 1")
     if isinstance(cfg.eval.split, float) and not 0 <= cfg.eval.split < 1:

@@ -29,6 +29,7 @@ import numpy as np
 from grouprp.config import Config, ConfigError, DataConfig, to_dict
 from grouprp.filters import Accounting
 from grouprp.modes import ExampleRow, Mode, Outcome, get_mode
+from grouprp.packing import fill
 from grouprp.progress import Progress
 from grouprp.schema import DataError, Example, Malformed
 from grouprp.tokenize import Encoder
@@ -109,18 +110,29 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
 
 
 def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
-    """The manifest `prepare` would write, without writing anything: the prepared one when it is current."""
+    """The manifest `prepare` would write, without writing anything (the prepared one when it is current), with
+    what training would make of it under `steps`: rows, token efficiency, and what one optimizer step sees."""
     tokenizer = tokenizer or load_tokenizer(cfg)
     mode = get_mode(cfg)
     fingerprint = data_fingerprint(cfg, tokenizer, mode)
-    manifest, _ = _reusable(Path(cfg.output_dir) / DATASET_DIR, fingerprint)
+    target = Path(cfg.output_dir) / DATASET_DIR
+    manifest, _ = _reusable(target, fingerprint)
     if manifest is not None:
-        log.info("from the prepared dataset in %s", Path(cfg.output_dir) / DATASET_DIR)
-        return manifest
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="grouprp-stats-") as work:
-        summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None)
-    return summary.manifest(cfg, fingerprint, time.perf_counter() - started)
+        log.info("from the prepared dataset in %s", target)
+        from datasets import load_from_disk
+
+        lengths = load_from_disk(str(target))["length"]
+    else:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="grouprp-stats-") as work:
+            summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None)
+        manifest, lengths = summary.manifest(cfg, fingerprint, time.perf_counter() - started), summary.lengths
+    rows = fill(lengths, cfg.data.sequence_len, cfg.train.packing)
+    examples, tokens = rows.per_step(cfg.train.global_batch_size)
+    return {**manifest, "steps": {"packing": cfg.train.packing, "rows": rows.rows,
+                                  "token_efficiency": round(rows.efficiency, 4),
+                                  "rows_per_step": cfg.train.global_batch_size,
+                                  "examples_per_step": round(examples, 2), "tokens_per_step": round(tokens)}}
 
 
 def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator[tuple[str, Example]]:

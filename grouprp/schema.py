@@ -112,6 +112,8 @@ class Entry:
     turns: tuple[Turn, ...]
     bios: dict[str, str] = field(default_factory=dict)
     cast: tuple[str, ...] = ()  # chat: every character of the scene, listed before any of them has posted
+    context: int = 0  # a window's leading turns borrowed from the window before it: shown, never trained
+    start: int = 0  # where a window's first turn is among its thread's turns
 
     @property
     def characters(self) -> list[str]:

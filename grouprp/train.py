@@ -23,6 +23,7 @@ from grouprp.checkpoints import checkpoint_problem, latest_complete
 from grouprp.config import Config, ConfigError, to_dict
 from grouprp.inference import CARD_COPY, RUN_INFO, Sampling
 from grouprp.logs import quiet_third_party
+from grouprp.packing import PackedRows, fill, packed_dataset
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
 
@@ -88,9 +89,14 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     dataset, manifest = load_prepared(output_dir)
     _require_examples(manifest, output_dir)
     train_set, eval_set = split_for_eval(cfg, dataset, tokenizer)
-    log.info("data: %d examples, %s tokens (%s trained); %d for training, %d held out for eval",
-             manifest["examples"], f"{manifest['tokens']:,}", f"{manifest['trained_tokens']:,}", len(train_set),
-             0 if eval_set is None else len(eval_set))
+    rows = fill([len(ids) for ids in train_set["input_ids"]], cfg.data.sequence_len, cfg.train.packing)
+    if cfg.train.packing:
+        train_set = packed_dataset(train_set, cfg.data.sequence_len,
+                                   output_dir / "packed" / f"train-rank{state.process_index}.arrow")
+    log.info("data: %d examples, %s tokens (%s trained); %d for training in %d rows (%s), %d held out for eval; "
+             "token efficiency %.3f", manifest["examples"], f"{manifest['tokens']:,}",
+             f"{manifest['trained_tokens']:,}", rows.examples, rows.rows, "packed" if cfg.train.packing else
+             "one example each", 0 if eval_set is None else len(eval_set), rows.efficiency)
 
     # seeded right before the adapter is created: every rank, and every run whether or not it had to build
     # the random demo base first, starts from the same LoRA weights
@@ -101,6 +107,10 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
              " in 8 bits" if cfg.model.load_in_8bit else "", cfg.lora.r, _targets(cfg), f"{trainable:,}",
              f"{total:,}")
     trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks)
+    log.info("loss: %s", {"full": "the model's own, over the logits of every position",
+                          "chunked": "LM head and cross-entropy at trained positions only, a chunk at a time",
+                          "liger": "Liger Kernel's fused linear cross-entropy at trained positions only"}[
+                              trainer.loss_path])
     with state.main_process_first():  # rank 0 moves incomplete checkpoints aside before the others look
         resume = resume_checkpoint(cfg, tidy=state.is_main_process)
     if resume:
@@ -110,7 +120,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
         trainer.evaluate()
     trainer.save_model(str(output_dir))  # every rank takes part; the main process writes the adapter
     if state.is_main_process:
-        metrics = save_run_files(cfg, trainer, len(train_set), world_size, accumulation)
+        metrics = save_run_files(cfg, trainer, rows, world_size, accumulation)
         log.info("result: %d steps, final train loss %s, eval loss %s (before training %s); adapter in %s",
                  metrics["steps"], _fmt(metrics["final_train_loss"]), _fmt(metrics["eval_loss"]),
                  _fmt(metrics["eval_loss_before"]), output_dir)
@@ -411,16 +421,21 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     from transformers import DataCollatorForSeq2Seq
 
     from grouprp.callbacks import CompleteCheckpoints, ProgressBar, StopAfter, TrainedTokens
+    from grouprp.loss import TrainedTokenLoss, loss_path
 
-    class RoleplayTrainer(TrainedTokens, Trainer):
+    class RoleplayTrainer(TrainedTokens, TrainedTokenLoss, Trainer):
         pass
 
     if tokenizer.pad_token is None:  # Mistral-Nemo's has none; padded positions are masked and never trained
         tokenizer.pad_token = tokenizer.eos_token
-    # right-pads input_ids with the pad token and labels with IGNORE_INDEX, and builds the attention mask
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
+    if cfg.train.packing:  # position ids instead of an attention mask: the examples of a row stay apart
+        collator = PackedRows(tokenizer.pad_token_id)
+    else:  # right-pads input_ids with the pad token and labels with IGNORE_INDEX, and builds the attention mask
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX,
+                                          return_tensors="pt")
     trainer = RoleplayTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                               data_collator=collator, processing_class=tokenizer)
+    trainer.loss_path = loss_path(cfg.train.loss)
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
     trainer.add_callback(ProgressBar(trainer))
@@ -432,7 +447,7 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     return trainer
 
 
-def save_run_files(cfg: Config, trainer, samples: int, world_size: int, accumulation: int) -> dict:
+def save_run_files(cfg: Config, trainer, rows, world_size: int, accumulation: int) -> dict:
     """Beside the adapter and tokenizer (saved by the Trainer): the resolved config, the format's name for
     inference, and the model card. Returns the run's metrics."""
     from grouprp.modes import get_mode
@@ -442,11 +457,11 @@ def save_run_files(cfg: Config, trainer, samples: int, world_size: int, accumula
     if cfg.data.card:  # chat needs the card; keep it with the adapter
         shutil.copyfile(cfg.data.card, output_dir / CARD_COPY)
     info = {"template": cfg.data.template, "train_on_names": cfg.data.train_on_names,
-            "base_model": cfg.model.base, "load_in_8bit": cfg.model.load_in_8bit,
-            "metrics": _metrics(trainer)}
+            "base_model": cfg.model.base, "load_in_8bit": cfg.model.load_in_8bit, "packing": cfg.train.packing,
+            "loss_path": trainer.loss_path, "metrics": _metrics(trainer)}
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
     mode = get_mode(cfg)
-    card = model_card(cfg, mode, samples, world_size, accumulation, info["metrics"])
+    card = model_card(cfg, mode, rows, world_size, accumulation, info["metrics"], trainer.loss_path)
     (output_dir / "README.md").write_text(card)
     return info["metrics"]
 
@@ -460,14 +475,14 @@ def _metrics(trainer) -> dict:
             "eval_loss": eval_losses[-1] if eval_losses else None}
 
 
-def model_card(cfg: Config, mode, samples: int, world_size: int, accumulation: int, metrics: dict) -> str:
+def model_card(cfg: Config, mode, rows, world_size: int, accumulation: int, metrics: dict, loss: str) -> str:
     """A model card whose "Training metrics" block is filled from the run."""
     t, lora = cfg.train, cfg.lora
     stage = _deepspeed_stage(t.deepspeed)
     quantization = "8-bit (bitsandbytes LLM.int8)" if cfg.model.load_in_8bit else "none (full precision base)"
     targets = _targets(cfg)
     rows = [
-        ("Samples", f"{samples:,}"),
+        ("Samples", f"{rows.examples:,}" + (f" in {rows.rows:,} packed rows" if t.packing else "")),
         ("GPUs", f"{world_size}" + ("" if _on_gpu() else " (CPU processes)")),
         ("Global batch size", f"{t.global_batch_size} (micro batch {t.micro_batch_size} x accumulation "
                               f"{accumulation} x {world_size})"),
@@ -478,6 +493,10 @@ def model_card(cfg: Config, mode, samples: int, world_size: int, accumulation: i
         ("Scheduler", f"{t.lr_scheduler}, warmup ratio {t.warmup_ratio:g}"),
         ("DeepSpeed", f"ZeRO stage {stage}" if stage is not None else "not used"),
         ("Sequence length", f"{cfg.data.sequence_len:,}"),
+        ("One optimizer step", "about {:,.1f} examples, {:,.0f} tokens ({} row{}; token efficiency {:.3f})".format(
+            *rows.per_step(t.global_batch_size), t.global_batch_size, "s" if t.global_batch_size > 1 else "",
+            rows.efficiency)),
+        ("Loss", loss),
         ("Optimizer steps", f"{metrics['steps']}"),
         ("Final train loss", _fmt(metrics["final_train_loss"])),
         ("Eval loss (trained tokens only)", f"{_fmt(metrics['eval_loss'])} (before training: "

@@ -23,7 +23,7 @@ PACKAGE = ROOT / "grouprp"
 # lower layers never import higher ones: config/schema -> sources -> clean/sheets/filters -> formats -> tokenize
 # -> modes -> prepare -> train/cli
 LAYERS = {"config": 0, "schema": 0, "progress": 0, "logs": 0, "sources": 1, "clean": 2, "sheets": 2, "filters": 2,
-          "quality": 2, "formats": 3, "tokenize": 4, "modes": 5, "prepare": 6, "checkpoints": 6, "inference": 7,
+          "quality": 2, "formats": 3, "tokenize": 4, "modes": 5, "prepare": 6, "packing": 5, "checkpoints": 6, "inference": 7, "loss": 7,
           "callbacks": 7, "train": 7, "chat": 8, "evaluate": 8, "merge": 8, "presets": 8, "cli": 9, "__main__": 10,
           "__init__": 10}
 
@@ -160,11 +160,11 @@ def test_parallel_building_gives_the_same_dataset_as_one_process(tmp_path, token
 
 
 def test_dropped_windows_are_counted_under_the_filter_they_failed(tmp_path, tokenizer):
-    _, probe = long_threads_config(tmp_path, "data.min_turns=1")
+    _, probe = long_threads_config(tmp_path, "data.min_turns=1", "data.window_context=false")
     turns = [e.text.count("[INST]") - 1 for i, e in preview_examples(probe, None, tokenizer) if i.startswith("long#")]
     shorter = sum(1 for n in turns if n < max(turns))
     assert len(turns) >= 3 and 0 < shorter < len(turns)
-    _, cfg = long_threads_config(tmp_path, f"data.min_turns={max(turns)}")
+    _, cfg = long_threads_config(tmp_path, f"data.min_turns={max(turns)}", "data.window_context=false")
     manifest = prepare(cfg, tokenizer).manifest
     assert manifest["windows_dropped"] == {"too_few_turns": shorter, "too_few_characters": 0,
                                            "too_many_characters": 0, "too_long": 0}

@@ -110,7 +110,7 @@ def test_long_threads_are_windowed_within_sequence_len(tmp_path, tokenizer):
     for post in huge["posts"]:
         post["text"] = "An enormous post that rambles on and on. " * 60
     path = write_jsonl(tmp_path / "threads.jsonl", [long_thread, huge])
-    cfg, _ = make_config(tmp_path, path, "data.sequence_len=512", "data.min_turns=4")
+    cfg, _ = make_config(tmp_path, path, "data.sequence_len=512", "data.min_turns=4", "data.window_context=false")
     m = prepare(cfg, tokenizer).manifest
     dataset, _ = load_prepared(tmp_path / "out")
     assert m["entries_kept"] == 1 and m["dropped"]["too_long"] == 1

@@ -204,10 +204,12 @@ def test_torchrun_and_a_single_process_take_the_same_path(full_run, base_model, 
     assert [first_steps[s] for s in (1, 2)] == [uninterrupted[s] for s in (1, 2)]  # same launch, same numbers
 
     single = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path / 'one'}",
-              f"model.base={base_model}", "train.max_steps=1", "eval.split=0", "train.report_to=[none]"]
-    check(subprocess.run(single, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+              f"model.base={base_model}", "train.max_steps=1", "eval.split=0", "train.report_to=[none]",
+              "train.loss=full"]
+    result = check(subprocess.run(single, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
     card = (tmp_path / "one" / "README.md").read_text()
     assert "| GPUs | 1" in card and "accumulation 4 x 1" in card
+    assert "| Loss | full |" in card and "grouprp: loss: the model's own" in result.stderr
     assert (tmp_path / "one" / "adapter_model.safetensors").is_file()
 
 
@@ -278,7 +280,9 @@ def test_without_save_steps_a_checkpoint_is_saved_at_every_epoch_end(base_model,
     check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
     saved = sorted((tmp_path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     epochs = [json.loads((p / "trainer_state.json").read_text())["epoch"] for p in saved]
-    assert [p.name for p in saved] == ["checkpoint-7", "checkpoint-14"] and epochs == [1.0, 2.0]
+    per_epoch = -(-json.loads((tmp_path / "manifest.json").read_text())["examples"] // 4)  # global batch 4
+    assert [p.name for p in saved] == [f"checkpoint-{per_epoch}", f"checkpoint-{2 * per_epoch}"]
+    assert epochs == [1.0, 2.0]
 
 
 def test_the_demo_log_tells_config_data_model_steps_result_without_library_noise(full_run):
@@ -318,6 +322,20 @@ def test_eval_split_keeps_each_threads_windows_together():
     assert not threads(train) & threads(held)
     assert held_out_rows(ids, 0.2, seed=3) == (train, held)  # seeded
     assert held_out_rows(["a#w0", "a#w1"], 0.5, seed=0) == ([0, 1], [])  # one thread: nothing can be held out
+
+
+def test_packed_rows_train_on_two_ranks_with_the_chunked_loss(tmp_path):
+    result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/single_character.yaml",
+                             f"output_dir={tmp_path}", f"model.base={tmp_path / 'base'}", "train.packing=true",
+                             "train.max_steps=3", "train.report_to=[none]"))
+    log = result.stderr
+    rows = re.search(r"for training in (\d+) rows \(packed\).*token efficiency (0\.\d+)", log)
+    assert rows and int(rows.group(1)) < 27 and float(rows.group(2)) > 0.6, log[-3000:]
+    assert "loss: LM head and cross-entropy at trained positions only" in log
+    card = (tmp_path / "README.md").read_text()
+    assert "packed rows" in card and "| Loss | chunked |" in card and "One optimizer step | about " in card
+    losses = [float(x) for x in re.findall(r"training: \d+/3 steps .*?loss (\d+\.\d+)", log)]
+    assert len(losses) == 3 and all(x == x and x > 0 for x in losses)  # finite, and both ranks kept step
 
 
 def test_single_character_config_trains_like_threads(tmp_path):

@@ -43,7 +43,7 @@ class GroupFormat(Format):
     role_names = {"system": "system", "user": "user", "model": "model"}
 
     def render(self, entry: Entry) -> Example:
-        last = next((t.character for t in reversed(entry.turns) if t.role == "model"), "")
+        last = next((t.character for t in reversed(entry.turns[entry.context:]) if t.role == "model"), "")
         return self._history(entry).add(self.end, trained=True, marker=True, owner=last).build()
 
     def prompt(self, entry: Entry, speaker: str = "") -> Example:
@@ -53,11 +53,18 @@ class GroupFormat(Format):
         out = self._history(entry).add(self.open, marker=True).add(f"{self.role_names['model']}\n")
         return out.add(f"{speaker}:" if speaker else "").build()
 
+    def system_block(self, entry: Entry) -> Example:
+        """The system block alone, as it begins the entry's rendering."""
+        out = TextBuilder()
+        self._block(out, "system", system_prompt(entry), trained=False)
+        return out.build()
+
     def _history(self, entry: Entry) -> TextBuilder:
         out = TextBuilder()
         self._block(out, "system", system_prompt(entry), trained=False)
-        for turn in entry.turns:
-            self._block(out, turn.role, turn.text, trained=turn.role == "model", name=turn.character)
+        for number, turn in enumerate(entry.turns):
+            trained = turn.role == "model" and number >= entry.context
+            self._block(out, turn.role, turn.text, trained=trained, name=turn.character)
         return out
 
     def _block(self, out: TextBuilder, role: str, text: str, trained: bool, name: str = "") -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+
+import numpy as np
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 from grouprp.config import Config
@@ -17,7 +19,7 @@ from grouprp.modes.base import ExampleRow, Mode, Outcome
 from grouprp.schema import Entry, Malformed, Thread, Turn
 from grouprp.sheets import SheetSchema
 from grouprp.sources import DATA_SUFFIXES, read_threads
-from grouprp.tokenize import Encoder, Tokenized
+from grouprp.tokenize import IGNORE_INDEX, Encoder, Tokenized
 
 
 class GroupMode(Mode):
@@ -62,34 +64,106 @@ class GroupMode(Mode):
                 outcomes.append(Outcome([self._row(result.entry, example, entry_tokens)], None,
                                         result.posts_removed, result.posts_changed))
             else:
-                outcomes.append(self._windowed(result, encoder))
+                outcomes.append(self._windowed(result, entry_tokens, encoder))
         return outcomes
 
-    def _windowed(self, kept: Kept, encoder: Encoder) -> Outcome:
+    def _windowed(self, kept: Kept, whole: Tokenized, encoder: Encoder) -> Outcome:
         """The entry cut into windows that fit; an entry none of whose windows survives is dropped as too_long."""
-        # a window's turns decide its rendered text: (example, tokens) by turns, filled while searching for cuts
-        measured: dict[tuple, tuple] = {}
-
-        def measure(window: Entry) -> int:
-            if window.turns not in measured:
-                example = self.format.render(window)
-                measured[window.turns] = (example, encoder.encode([example])[0])
-            return len(measured[window.turns][1])
-
-        plan = split_into_windows(kept.entry, lambda w: measure(w) <= self.data.sequence_len,
-                                  lambda w: filter_reason(w, self.data))
+        cutter = _SlicedWindows.of(self.format, kept.entry, whole, encoder) or _EncodedWindows(self.format, encoder)
+        plan = split_into_windows(kept.entry, lambda w: cutter.length(w) <= self.data.sequence_len,
+                                  lambda w: filter_reason(w, self.data), borrow=self.data.window_context)
         if not plan.windows:
             return Outcome([], "too_long", kept.posts_removed, kept.posts_changed)
-        rows = []
-        for window in plan.windows:
-            measure(window)  # a window moved back off a user post was not measured while searching
-            example, tokens = measured[window.turns]
-            rows.append(self._row(window, example, tokens))
+        rows = [self._row(window, self.format.render(window), cutter.tokens(window)) for window in plan.windows]
         return Outcome(rows, None, kept.posts_removed, kept.posts_changed, plan.dropped)
 
     @staticmethod
     def _row(entry: Entry, example, tokens: Optional[Tokenized]) -> ExampleRow:
         return ExampleRow(entry.id, example, tokens, len(entry.turns), len(entry.characters), entry.user)
+
+
+class _EncodedWindows:
+    """Window tokens by rendering and encoding each candidate window: right for any tokenizer."""
+
+    def __init__(self, fmt, encoder: Encoder) -> None:
+        self.format, self.encoder = fmt, encoder
+        self.cache: dict[tuple, Tokenized] = {}  # a window's turns and context decide its text
+
+    def tokens(self, window: Entry) -> Tokenized:
+        key = (window.turns, window.context)
+        if key not in self.cache:
+            self.cache[key] = self.encoder.encode([self.format.render(window)])[0]
+        return self.cache[key]
+
+    def length(self, window: Entry) -> int:
+        return len(self.tokens(window))
+
+
+class _SlicedWindows:
+    """Window tokens cut out of the whole entry's one encoding: when the format's block markers are control
+    tokens, the tokenizer splits the text at them, so a window's tokens are the BOS, its own system block (encoded
+    once per cast of characters) and a slice of the entry's tokens, labels and all. Identical to encoding each
+    window (tests compare the two); only the small system blocks are encoded again."""
+
+    def __init__(self, fmt, entry: Entry, whole: Tokenized, encoder: Encoder, starts, tail: int) -> None:
+        self.format, self.entry, self.whole, self.encoder = fmt, entry, whole, encoder
+        self.starts = starts  # token index where each turn's block begins, then where the tail begins
+        self.tail = tail  # tokens of the end marker
+        self.systems: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, fmt, entry: Entry, whole: Tokenized, encoder: Encoder) -> Optional["_SlicedWindows"]:
+        opening, closing = encoder.control.get(fmt.open), encoder.control.get(fmt.close)
+        if opening is None or closing is None:
+            return None
+        blocks = np.flatnonzero(whole.input_ids == opening)
+        if len(blocks) != len(entry.turns) + 1:
+            return None
+        tail = len(encoder.backend.encode(fmt.end, add_special_tokens=False).ids) if fmt.end else 0
+        starts = np.append(blocks[1:], len(whole.input_ids) - tail)
+        return cls(fmt, entry, whole, encoder, starts, tail)
+
+    @staticmethod
+    def _turns(window: Entry) -> tuple[int, int]:
+        return window.start, window.start + len(window.turns)
+
+    def _system(self, window: Entry) -> np.ndarray:
+        key = tuple(window.characters)
+        if key not in self.systems:
+            self._encode_systems(window)
+        return self.systems[key]
+
+    def _encode_systems(self, window: Entry) -> None:
+        """The system blocks of this window and of every longer one starting where it starts, in one batch: as a
+        window grows, its cast grows one character at a time, so there are a handful."""
+        ends, seen = [], set()
+        for end in range(window.start, len(self.entry.turns)):
+            if self.entry.turns[end].character not in seen:
+                seen.add(self.entry.turns[end].character)
+                ends.append(end + 1)
+        grown = [window_of(self.entry, window.start, end, 0) for end in ends]
+        candidates = {tuple(w.characters): w for w in [window, *grown] if tuple(w.characters) not in self.systems}
+        tokens = self.encoder.encode([self.format.system_block(w) for w in candidates.values()])
+        head = 1 if self.encoder.bos is not None else 0
+        for key, encoded in zip(candidates, tokens):
+            self.systems[key] = encoded.input_ids[head:]
+
+    def length(self, window: Entry) -> int:
+        first, last = self._turns(window)
+        head = 1 if self.encoder.bos is not None else 0
+        return head + len(self._system(window)) + int(self.starts[last] - self.starts[first]) + self.tail
+
+    def tokens(self, window: Entry) -> Tokenized:
+        first, last = self._turns(window)
+        system = self._system(window)
+        body = slice(self.starts[first], self.starts[last])
+        labels = self.whole.labels[body].copy()
+        labels[:self.starts[first + window.context] - self.starts[first]] = IGNORE_INDEX  # context: never trained
+        tail = slice(len(self.whole.input_ids) - self.tail, len(self.whole.input_ids))
+        head = self.whole.input_ids[:1] if self.encoder.bos is not None else self.whole.input_ids[:0]
+        ids = np.concatenate([head, system, self.whole.input_ids[body], self.whole.input_ids[tail]])
+        ignored = np.full(len(head) + len(system), IGNORE_INDEX, np.int32)
+        return Tokenized(ids, np.concatenate([ignored, labels, self.whole.labels[tail]]).astype(np.int32))
 
 
 @dataclass(frozen=True)
@@ -99,17 +173,19 @@ class WindowPlan:
 
 
 def split_into_windows(entry: Entry, fits: Callable[[Entry], bool],
-                       failed_filter: Callable[[Entry], Optional[str]]) -> WindowPlan:
+                       failed_filter: Callable[[Entry], Optional[str]], borrow: bool = False) -> WindowPlan:
     """Cut an entry into consecutive windows of whole posts, each as long as fits, ending on a model post.
 
     A user post at the end of a window moves to the start of the next one instead of being dropped. A window
-    that fails the entry filters on its own is dropped and counted under the filter's reason; a single post that
-    cannot fit at all is counted as too_long.
+    that fails the entry filters on its own may, with `borrow`, start earlier: it takes the fewest posts of the
+    window before it, as context that is shown but never trained, that make it pass and still fit. A window that
+    fails anyway is dropped and counted under the filter's reason; a single post that cannot fit at all is
+    counted as too_long.
     """
     turns = entry.turns
     windows: list[Entry] = []
     dropped: Counter = Counter()
-    start = 0
+    start, previous = 0, 0
     while start < len(turns):
         end = _longest_fit(entry, start, fits)
         if end == start:  # this post alone is longer than sequence_len
@@ -120,19 +196,35 @@ def split_into_windows(entry: Entry, fits: Callable[[Entry], bool],
             end -= 1
         window = window_of(entry, start, end, len(windows))
         reason = failed_filter(window)
+        if reason is not None and borrow:
+            window = _with_context(entry, previous, start, end, len(windows), fits, failed_filter) or window
+            reason = failed_filter(window)
         if reason is None:
             windows.append(window)
         else:
             dropped[reason] += 1
-        start = end
+        previous, start = start, end
     return WindowPlan(windows, dropped)
 
 
-def window_of(entry: Entry, start: int, end: int, index: int) -> Entry:
-    """The turns [start, end) of an entry, with only the bios of the characters present."""
+def _with_context(entry: Entry, floor: int, start: int, end: int, index: int, fits: Callable[[Entry], bool],
+                  failed_filter: Callable[[Entry], Optional[str]]) -> Optional[Entry]:
+    """Turns [start, end) with the fewest turns before them (back to `floor`) as context that pass the filters."""
+    for begin in range(start - 1, floor - 1, -1):
+        window = window_of(entry, begin, end, index, context=start - begin)
+        if not fits(window):
+            return None
+        if failed_filter(window) is None:
+            return window
+    return None
+
+
+def window_of(entry: Entry, start: int, end: int, index: int, context: int = 0) -> Entry:
+    """The turns [start, end) of an entry, with only the bios of the characters present; the first `context`
+    turns are shown but not trained."""
     turns = entry.turns[start:end]
     names = {entry.user, *(t.character for t in turns)}
-    return replace(entry, id=f"{entry.id}#w{index}", turns=turns,
+    return replace(entry, id=f"{entry.id}#w{index}", turns=turns, context=context, start=entry.start + start,
                    bios={k: v for k, v in entry.bios.items() if k in names})
 
 
