@@ -71,6 +71,11 @@ class TrainedTokenLoss:
     loss_path = "chunked"
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[int] = None):
+        if not model.training:
+            # evaluation: each batch's own mean. The token count across ranks that training normalizes by would
+            # bias the eval loss when the held-out examples do not divide evenly among the ranks: the Trainer drops
+            # the repeated example that evens them out, but not the share of the count it took.
+            num_items_in_batch = None
         if self.loss_path == "full":
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)

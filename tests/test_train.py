@@ -163,6 +163,17 @@ def test_two_rank_deepspeed_8bit_run_learns_and_saves_a_loadable_adapter(full_ru
     assert logits.shape[:2] == (1, 4) and torch.isfinite(logits).all()
 
 
+def test_the_eval_loss_is_the_same_on_two_ranks_as_on_one(full_run, base_model, tmp_path):
+    """The demo holds out an odd number of examples, which two ranks cannot split evenly."""
+    command = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}",
+               "train.deepspeed=null", "train.max_steps=1", "train.report_to=[none]"]
+    check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
+    held_out = json.loads((full_run / "manifest.json").read_text())["examples"]
+    one = json.loads((tmp_path / "grouprp.json").read_text())["metrics"]["eval_loss_before"]
+    two = json.loads((full_run / "grouprp.json").read_text())["metrics"]["eval_loss_before"]
+    assert abs(one - two) < 1e-4, (one, two, held_out)
+
+
 def test_one_progress_report_shows_loss_trained_tokens_per_second_and_eta(full_run):
     console = (full_run / "console.txt").read_text()
     assert console.count("step 0: eval_loss") == 1  # every rank evaluates; only rank 0 reports it
