@@ -25,7 +25,7 @@ import yaml
 from grouprp.config import ConfigError
 from grouprp.filters import Kept, build_entry
 from grouprp.inference import Run, Sampling, generate
-from grouprp.quality import impersonation_start, without_speaker_prefix
+from grouprp.quality import impersonation_cut, without_speaker_prefix
 from grouprp.schema import DataError, Entry, Reply, Thread, Turn
 from grouprp.sheets import SheetSchema, render_bio
 from grouprp.sources import read_threads
@@ -153,7 +153,9 @@ class ChatSession:
 
     def _clean(self, raw: str, speaker: Optional[str], cut_short: bool = False) -> ModelTurn:
         """Who speaks (the model's `Name:` when it chose), without a repeated `Name:`, and cut where it starts
-        writing the user's character (or already was, when generation stopped at the user's name)."""
+        writing the user's character: a `Name:` line of theirs, or a tail of the reply narrating or speaking for
+        them (the detector of data.quality.impersonation); or already was, when generation stopped at the user's
+        name."""
         text = raw.strip()
         character = speaker
         if character is None:  # the model wrote who speaks: `Name: text`
@@ -164,7 +166,10 @@ class ChatSession:
                 character = self._next_character()
         text, prefix_removed = without_speaker_prefix(text, character)
         user_names = self._user_names()
-        cut = 0 if character.casefold() in {n.casefold() for n in user_names} else impersonation_start(text, user_names)
+        if character.casefold() in {n.casefold() for n in user_names}:
+            cut = 0
+        else:
+            cut = impersonation_cut(text, user_names, self.characters)
         if cut is not None:
             text = text[:cut]
         return ModelTurn(character, text.strip(), impersonation=cut_short or cut is not None,

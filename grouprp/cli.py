@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from grouprp.config import ConfigError, describe, load_config
@@ -94,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--tokenizer", help="a local tokenizer folder, to show examples exactly as prepare "
                                              "builds them (windows of long threads, trimmed histories)")
     command("stats", "print what the data becomes (kept, dropped, trained); writes nothing", _stats)
+    inspect = command("inspect", "a self-contained HTML report of the data: accounting, sizes, genres, characters, "
+                                 "and examples with trained and flagged text marked", _inspect)
+    inspect.add_argument("--out", help="the file to write (default: report.html, or report.json with --json)")
+    inspect.add_argument("--json", action="store_true", help="the same data as JSON, for scripts")
+    inspect.add_argument("--examples", type=int, default=200, help="examples to include (default 200; those with "
+                                                                   "something flagged, trimmed or removed first)")
     command("train", "train a LoRA adapter (alone, or under deepspeed / torchrun: see `grouprp train -h`)", _train)
     keys = commands.add_parser("config-help", help="list every config key with its default and meaning")
     keys.set_defaults(run=_config_help)
@@ -305,6 +312,20 @@ def _stats(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    from grouprp.report import collect, write
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out or ("report.json" if args.json else "report.html"))
+    if out.parent and not out.parent.is_dir():
+        raise ConfigError(f"--out: {out.parent} is not a folder")
+    data = collect(cfg, examples=max(args.examples, 0), source=args.config)
+    write(data, out, as_json=args.json)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB: {len(data['examples']):,} of "
+          f"{data['examples_total']:,} examples)")
+    return 0
+
+
 def format_stats(m: dict) -> str:
     """The manifest as a short human report."""
     def counts(d: dict) -> str:
@@ -318,6 +339,7 @@ def format_stats(m: dict) -> str:
         f"entries:            {m['entries_in']:,} in, {m['entries_kept']:,} kept",
         f"dropped entries:    {counts(m['dropped'])}",
         f"removed posts:      {counts(m['posts_removed'])}",
+        f"changed posts:      {counts(m['posts_changed'])}",
         f"dropped windows:    {counts(m['windows_dropped'])}",
         f"examples:           {m['examples']:,} ({m['template']}, sequence_len {m['sequence_len']:,})",
         f"tokens:             {m['tokens']:,}, trained {m['trained_tokens']:,} ({s['trained_share']:.1%})",
@@ -325,6 +347,8 @@ def format_stats(m: dict) -> str:
         f"turns/example:      {spread(s['turns_per_example'])}",
         f"characters/example: {spread(s['characters_per_example'])}",
     ]
+    if "quality" in m:
+        lines += _quality_lines(m["quality"])
     if "steps" in m:
         steps = m["steps"]
         lines += [f"token efficiency: {steps['token_efficiency']:.3f} (real tokens over {steps['rows']:,} rows of "
@@ -332,6 +356,26 @@ def format_stats(m: dict) -> str:
                   f"per optimizer step: {steps['rows_per_step']} rows, about {steps['examples_per_step']:,} examples "
                   f"and {steps['tokens_per_step']:,} tokens"]
     return "\n".join(lines)
+
+
+def _quality_lines(q: dict) -> list[str]:
+    """What the data-quality detectors found (whatever their mode), and the genre shares."""
+    lines = []
+    for name in ("impersonation", "ooc", "duplicates", "low_effort"):
+        d = q[name]
+        kinds = ", ".join(f"{k} {v:,}" for k, v in d["kinds"].items())
+        found = f"{d['posts_found']:,} posts" + (f" ({kinds})" if kinds else "")
+        if name == "duplicates":
+            found += f"; {d['threads_found']:,} repeated threads ({d['threads_exact']:,} exact)"
+        lines.append(f"{name + ':':<20}{found} [{d['mode']}]")
+    genres = q["genres"]
+    shares = ", ".join(f"{g} {v:.0%}" for g, v in genres["shares"].items()) or "-"
+    lines.append(f"genres (main):      {shares}")
+    if genres.get("left_out"):
+        left = ", ".join(f"{g} {n:,}" for g, n in genres["left_out"].items())
+        lines.append(f"genre cap {genres['max_share']:.0%}:     left out {left} (was "
+                     + ", ".join(f"{g} {v:.0%}" for g, v in genres["shares_before_cap"].items()) + ")")
+    return lines
 
 
 def _train(args) -> int:

@@ -67,6 +67,61 @@ def default_sheet_schema() -> list[SheetField]:
 
 DEFAULT_COLUMNS = {c: c for c in ("thread_id", "position", "author", "character", "text", "title")}
 
+DetectorMode = Literal["off", "flag", "trim", "drop"]
+
+
+@dataclass
+class ImpersonationConfig:
+    """Model turns that narrate or speak for the user's character, above all at the end of a post."""
+
+    mode: DetectorMode = _f("flag", "off | flag (count and mark) | trim (cut the impersonating tail) | drop (the post)")
+
+
+@dataclass
+class OOCConfig:
+    """Out-of-character text the cleaning rules miss: asides, OOC: mid-post, // asides, @mentions, apologies, brb,
+    links, edit notes, and posts that are only such text."""
+
+    mode: DetectorMode = _f("flag", "off | flag | trim (cut the OOC text; a post left empty goes) | drop (the post)")
+
+
+@dataclass
+class DuplicatesConfig:
+    """Repeated threads (exact or near, by MinHash) and double posts within a thread; the first copy is kept."""
+
+    mode: Literal["off", "flag", "drop"] = _f("flag", "off | flag | drop (later copies)")
+    threshold: float = _f(0.8, "estimated Jaccard similarity of word 5-grams at which two threads or posts are "
+                               "copies", exclusive_min=0, max=1)
+    num_perm: int = _f(64, "MinHash permutations (more: a closer estimate, slower)", min=16)
+    max_words: int = _f(1000, "words of a thread its MinHash is computed on (the start of the thread)", min=50)
+
+
+@dataclass
+class LowEffortConfig:
+    """Degenerate posts: very short ones in a literate thread, heavy repetition, mostly not text."""
+
+    mode: Literal["off", "flag", "drop"] = _f("flag", "off | flag | drop (the post)")
+    min_words: int = _f(6, "in a literate thread, a post of fewer words is low effort", min=1)
+    literate_words: int = _f(40, "a thread whose median post has at least this many words is literate", min=1)
+    max_repetition: float = _f(0.5, "a post of 20+ words whose word 3-grams repeat more than this share", min=0, max=1)
+    min_letters: float = _f(0.5, "a post whose letters are less than this share of its visible characters", min=0,
+                            max=1)
+
+
+@dataclass
+class QualityConfig:
+    """Data-quality detectors (group threads); each counted in the manifest under its own name."""
+
+    impersonation: ImpersonationConfig = _f(ImpersonationConfig(), "impersonation of the user's character")
+    ooc: OOCConfig = _f(OOCConfig(), "out-of-character text")
+    duplicates: DuplicatesConfig = _f(DuplicatesConfig(), "repeated threads and double posts")
+    low_effort: LowEffortConfig = _f(LowEffortConfig(), "low-effort and degenerate posts")
+    max_genre_share: Optional[float] = _f(None, "cap on the share of threads of any one genre (whole threads left "
+                                                "out, seeded); null: no cap", exclusive_min=0, max=1)
+    genres: Optional[str] = _f(None, "a YAML lexicon {genre: [words]} added to the shipped one (grouprp/quality/"
+                                     "genres.yaml)")
+    seed: int = _f(0, "seed of the choice of threads max_genre_share leaves out")
+
 
 @dataclass
 class ScenarioConfig:
@@ -120,6 +175,7 @@ class DataConfig:
     include_narration: bool = _f(False, "alichat: keep narration lines in the chat history")
     card: Optional[str] = _f(None, "alichat: character card YAML {name, source, persona, traits}")
     scenario: ScenarioConfig = _f(ScenarioConfig(), "alichat: scenario provider for scenes without `# Scene:`")
+    quality: QualityConfig = _f(QualityConfig(), "data-quality detectors for group threads")
 
     @property
     def mode(self) -> str:
@@ -274,6 +330,8 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any]]
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "config"
+    if (isinstance(raw, str) or raw is False) and "mode" in {f.name for f in dataclasses.fields(cls)}:
+        raw = {"mode": raw}  # `data.quality.ooc=trim` is short for {mode: trim}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {_show(raw)}")
     hints = typing.get_type_hints(cls)
@@ -308,6 +366,8 @@ def _coerce(hint: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> 
         raise errors[0] if len(options) == 1 else ConfigError(
             f"{key}: expected {' or '.join(_type_name(o) for o in options)}, got {_show(value)}")
     if origin is Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` as false
         if value not in args:
             raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}; got {_show(value)}")
         return value
@@ -358,7 +418,8 @@ def _check(cfg: Config) -> None:
     if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
         raise ConfigError(f"output_dir: {cfg.output_dir} is a file; name a folder")
     d = cfg.data
-    for key, value in (("data.sheets", d.sheets), ("data.card", d.card), ("train.deepspeed", cfg.train.deepspeed)):
+    for key, value in (("data.sheets", d.sheets), ("data.card", d.card), ("train.deepspeed", cfg.train.deepspeed),
+                       ("data.quality.genres", d.quality.genres)):
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} not found")
     if isinstance(cfg.eval.split, str) and not Path(cfg.eval.split).exists():

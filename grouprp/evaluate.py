@@ -21,7 +21,7 @@ import numpy as np
 from grouprp.inference import Run, Sampling, generate
 from grouprp.modes import ExampleRow
 from grouprp.prepare import example_rows
-from grouprp.quality import has_ooc, impersonation_start
+from grouprp.quality import has_ooc, impersonation_cut
 from grouprp.schema import DataError, Example
 from grouprp.tokenize import Encoder
 
@@ -116,7 +116,8 @@ def _generation_stats(run: Run, model, tokenizer, rows: list[ExampleRow], sampli
         generated = generate(model, tokenizer, prompt, fmt, sampling, extra_stops=stops)
         text = generated.text
         lengths.append(generated.new_tokens)
-        impersonating += generated.stopped_by in stops or impersonation_start(text, user_names) is not None
+        others = row.entry.characters if row.entry is not None else []
+        impersonating += generated.stopped_by in stops or impersonation_cut(text, user_names, others) is not None
         ooc += has_ooc(text)
     count = max(len(rows), 1)
     return {"samples": len(rows), "mean_tokens": float(np.mean(lengths)) if lengths else 0.0,

@@ -6,19 +6,24 @@ counted under its reason. `Accounting` is what `manifest.json` reports.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from grouprp.clean import clean_name, clean_post, strip_control_characters
 from grouprp.config import DataConfig
-from grouprp.schema import Entry, Thread, Turn
+from grouprp.quality.duplicates import ThreadSketch
+from grouprp.quality.review import Findings, Quality
+from grouprp.schema import Entry, RemovedPost, Thread, Turn
 from grouprp.sheets import SheetSchema, render_bio
 
-DROP_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "malformed", "too_long")
-POST_REASONS = ("empty", "ooc", "trailing_user")
-CHANGE_REASONS = ("control_characters",)
-"""Why a kept post (or script line) was changed beyond cleaning: control characters (NUL, ...) removed."""
+DROP_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "malformed", "too_long", "duplicates",
+                "max_genre_share")
+POST_REASONS = ("empty", "ooc", "trailing_user", "impersonation", "low_effort", "duplicates")
+CHANGE_REASONS = ("control_characters", "ooc", "impersonation")
+"""Why a kept post (or script line) was changed beyond cleaning: control characters (NUL, ...) removed, OOC text or
+an impersonating tail trimmed (data.quality)."""
 WINDOW_REASONS = ("too_few_turns", "too_few_characters", "too_many_characters", "too_long")
 """Why a window of a long entry was dropped: a filter it failed, or too_long for a post that fits no window."""
 
@@ -33,6 +38,8 @@ class Accounting:
     posts_removed: Counter = field(default_factory=Counter)
     posts_changed: Counter = field(default_factory=Counter)  # posts kept with something taken out, by reason
     windows_dropped: Counter = field(default_factory=Counter)
+    found: Counter = field(default_factory=Counter)  # data.quality: posts each detector found, whatever its mode
+    kinds: Counter = field(default_factory=Counter)  # data.quality: the same, by the detector's finer reason
     left_out: Counter = field(default_factory=Counter)  # input deliberately not used, e.g. unused sheet rows
 
     def add(self, outcome) -> None:
@@ -44,6 +51,9 @@ class Accounting:
         self.posts_removed.update(outcome.posts_removed)
         self.posts_changed.update(outcome.posts_changed)
         self.windows_dropped.update(outcome.windows_dropped)
+        if outcome.findings is not None:
+            self.found.update(outcome.findings.found)
+            self.kinds.update(outcome.findings.kinds)
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +76,7 @@ class Dropped:
     reason: str
     posts_removed: Counter
     posts_changed: Counter = field(default_factory=Counter)
+    findings: Optional[Findings] = None
 
 
 @dataclass(frozen=True)
@@ -73,35 +84,59 @@ class Kept:
     entry: Entry
     posts_removed: Counter
     posts_changed: Counter = field(default_factory=Counter)
+    findings: Optional[Findings] = None
+    sketch: Optional[ThreadSketch] = None  # data.quality.duplicates: what the thread is compared by
 
 
-def build_entry(thread: Thread, cfg: DataConfig, schema: SheetSchema) -> Union[Kept, Dropped]:
-    """Clean a thread's posts, assign roles, drop trailing user posts, and apply the entry filters."""
+def build_entry(thread: Thread, cfg: DataConfig, schema: SheetSchema,
+                quality: Optional[Quality] = None) -> Union[Kept, Dropped]:
+    """Clean a thread's posts, assign roles, run the data-quality detectors, drop trailing user posts, and apply
+    the entry filters."""
     removed: Counter = Counter()
     changed: Counter = Counter()
     players = Counter(c.player for c in thread.characters if c.player)
     character_of_player = {c.player: clean_name(c.name) for c in thread.characters
                            if c.player and players[c.player] == 1}
-    posts = []
+    posts, left_out = [], []
     for post in thread.posts:
         raw, controls = strip_control_characters(post.text)
         text, reason = clean_post(raw)
+        character = clean_name(post.character or "") or character_of_player.get(post.author) or clean_name(
+            post.author or "")
         if reason:
             removed[reason] += 1
+            left_out.append((len(posts), character, raw, reason))
             continue
         if controls:
             changed["control_characters"] += 1
-        character = clean_name(post.character or "") or character_of_player.get(post.author) or clean_name(
-            post.author or "")
         posts.append((character, text))
     user = clean_name(thread.user or "") or (posts[0][0] if posts else "")
-    turns = [Turn(c, t, "user" if c == user else "model") for c, t in posts]
+    findings, sketch, genres = None, None, ()
+    if quality is not None:
+        review = quality.thread(thread.title or "", posts, user)
+        reviewed, findings, sketch, genres = review.posts, review.findings, review.sketch, review.genres
+        removed.update(findings.removed)
+        changed.update(findings.changed)
+        # a removed post stood before the posts after it: number it among the turns that are kept
+        kept_before = list(itertools.accumulate((p.removed_by is None for p in reviewed), initial=0))
+        left_out = [(kept_before[i], *rest) for i, *rest in left_out]
+        left_out += [(kept_before[i], p.character, p.text, p.removed_by) for i, p in enumerate(reviewed)
+                     if p.removed_by is not None]
+        turns = [Turn(p.character, p.text, "user" if p.character == user else "model", tuple(p.marks))
+                 for p in reviewed if p.removed_by is None]
+    else:
+        turns = [Turn(c, t, "user" if c == user else "model") for c, t in posts]
     while turns and turns[-1].role == "user":
-        turns.pop()
+        last = turns.pop()
         removed["trailing_user"] += 1
-    entry = Entry(id=thread.id, user=user, turns=tuple(turns), bios=_bios(thread, turns, user, schema))
+        left_out.append((len(turns), last.character, last.text, "trailing_user"))
+    entry = Entry(id=thread.id, user=user, turns=tuple(turns), bios=_bios(thread, turns, user, schema),
+                  removed=tuple(RemovedPost(*item) for item in sorted(left_out, key=lambda item: item[0])),
+                  genres=genres)
     reason = filter_reason(entry, cfg)
-    return Dropped(reason, removed, changed) if reason else Kept(entry, removed, changed)
+    if reason:
+        return Dropped(reason, removed, changed, findings)
+    return Kept(entry, removed, changed, findings, sketch)
 
 
 def filter_reason(entry: Entry, cfg: DataConfig) -> Optional[str]:

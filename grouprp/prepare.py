@@ -20,14 +20,18 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from grouprp.config import Config, ConfigError, DataConfig, to_dict
 from grouprp.filters import Accounting
+from grouprp.quality.duplicates import ThreadIndex
+from grouprp.quality.genres import main_genre, over_cap, shares
+from grouprp.quality.review import DETECTORS
 from grouprp.modes import ExampleRow, Mode, Outcome, get_mode
 from grouprp.packing import fill
 from grouprp.progress import Progress
@@ -39,7 +43,7 @@ log = logging.getLogger("grouprp")
 DATASET_DIR = "dataset"
 MANIFEST = "manifest.json"
 _CODE = ("schema.py", "clean.py", "sheets.py", "filters.py", "tokenize.py", "prepare.py", "formats", "sources",
-         "modes")
+         "modes", "quality", "quality/genres.yaml")
 _BATCH = 64  # records per task: small enough to balance the workers, large enough to batch the tokenizer
 
 
@@ -94,7 +98,7 @@ def prepare(cfg: Config, tokenizer=None, force: bool = False) -> Prepared:
         writer = ExampleWriter(work / "examples.arrow")
         summary = run_pipeline(cfg, mode, Encoder(tokenizer), work, writer)
         dataset = writer.finish()
-        manifest = summary.manifest(cfg, fingerprint, time.perf_counter() - started)
+        manifest = summary.manifest(cfg, fingerprint, time.perf_counter() - started, mode.quality is not None)
         staged = work / DATASET_DIR
         # an empty dataset needs one shard named: with none, datasets writes no data file and cannot load it back
         dataset.save_to_disk(str(staged), num_shards=None if len(dataset) else 1)
@@ -126,7 +130,8 @@ def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="grouprp-stats-") as work:
             summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None)
-        manifest, lengths = summary.manifest(cfg, fingerprint, time.perf_counter() - started), summary.lengths
+        manifest = summary.manifest(cfg, fingerprint, time.perf_counter() - started, mode.quality is not None)
+        lengths = summary.lengths
     rows = fill(lengths, cfg.data.sequence_len, cfg.train.packing)
     examples, tokens = rows.per_step(cfg.train.global_batch_size)
     return {**manifest, "steps": {"packing": cfg.train.packing, "rows": rows.rows,
@@ -142,13 +147,44 @@ def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Itera
 
 
 def example_rows(cfg: Config, tokenizer=None) -> Iterator[ExampleRow]:
-    """Every example `prepare` would write, with its rendered text, in input order, built in this process."""
+    """Every example `prepare` would write, with its rendered text, in input order, built in this process: later
+    copies of a repeated thread left out under data.quality.duplicates=drop, and under data.quality.max_genre_share
+    the threads the cap leaves out (which takes a first pass over all the data to decide)."""
     mode = get_mode(cfg)
     encoder = Encoder(tokenizer) if tokenizer is not None else None
-    accounting = Accounting()
-    for record in checked(mode.read(accounting), cfg.data, accounting):
-        for outcome in mode.build([record], encoder):
+    quality = cfg.data.quality if mode.quality is not None else None
+    capped: set[str] = set()
+    if quality is not None and quality.max_genre_share is not None:
+        log.info("data.quality.max_genre_share: a first pass over the data decides which threads the cap leaves out")
+        summary = Summary()
+        repeats = Repeats(quality.duplicates) if quality.duplicates.mode != "off" else None
+        for outcome in _built(mode, cfg, encoder, Accounting()):
+            if repeats is not None:
+                repeats.check(outcome, summary)
+            if outcome.rows:
+                summary.kept_keys.append(outcome.key)
+                summary.kept_genres.append(tuple(outcome.genres))
+        capped = {summary.kept_keys[i] for i in _over_cap([main_genre(g) for g in summary.kept_genres],
+                                                          quality.max_genre_share, quality.seed)}
+    repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode == "drop" else None
+    for outcome in _built(mode, cfg, encoder, Accounting()):
+        if repeats is not None:
+            repeats.check(outcome, Summary())
+        if outcome.key not in capped:
             yield from outcome.rows
+
+
+def _over_cap(mains: list[str], max_share: float, seed: int) -> set[int]:
+    try:
+        return over_cap(mains, max_share, seed)
+    except ValueError as exc:
+        raise DataError(f"data.quality.max_genre_share={max_share}: {exc}. Raise the cap, or name more genres in a "
+                        "lexicon of your own (data.quality.genres)") from None
+
+
+def _built(mode: Mode, cfg: Config, encoder: Optional[Encoder], accounting: Accounting) -> Iterator[Outcome]:
+    for record in checked(mode.read(accounting), cfg.data, accounting):
+        yield from mode.build([record], encoder)
 
 
 def checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Iterator:
@@ -166,26 +202,83 @@ def checked(records: Iterable, cfg: DataConfig, accounting: Accounting) -> Itera
 
 @dataclass
 class Summary:
-    """What the pipeline saw: the accounting of entries and posts, and the sizes of the examples kept."""
+    """What the pipeline saw: the accounting of entries and posts, the sizes of the examples kept, and what the
+    data-quality checks that need every record (repeated threads, the genre cap) decided."""
 
     accounting: Accounting = field(default_factory=Accounting)
     lengths: list[int] = field(default_factory=list)
     trained: list[int] = field(default_factory=list)
     turns: list[int] = field(default_factory=list)
     characters: list[int] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)  # for each row, which kept record it came from
+    kept_keys: list[str] = field(default_factory=list)
+    kept_genres: list[tuple[str, ...]] = field(default_factory=list)
+    copies: list[dict] = field(default_factory=list)  # repeated threads: {thread, of, similarity, exact}
+    genre_cap: Optional[dict] = None  # what data.quality.max_genre_share left out
+    capped: set[str] = field(default_factory=set)  # the ids of the records it left out
 
     def add(self, outcome: Outcome) -> None:
         self.accounting.add(outcome)
+        if outcome.rows:
+            self.kept_keys.append(outcome.key)
+            self.kept_genres.append(tuple(outcome.genres))
         for row in outcome.rows:
             self.lengths.append(len(row.tokens))
             self.trained.append(row.tokens.trained)
             self.turns.append(row.turns)
             self.characters.append(row.characters)
+            self.owners.append(len(self.kept_keys) - 1)
 
-    def manifest(self, cfg: Config, fingerprint: str, seconds: float) -> dict[str, Any]:
+    def cap_genres(self, max_share: float, seed: int) -> Optional[np.ndarray]:
+        """Leave out whole kept records so that no genre is above `max_share`; the rows that stay (None: all)."""
+        mains = [main_genre(g) for g in self.kept_genres]
+        out = _over_cap(mains, max_share, seed)
+        self.genre_cap = {"max_share": max_share, "seed": seed, "shares_before": shares(mains),
+                          "left_out": dict(sorted(Counter(mains[i] for i in out).items()))}
+        if not out:
+            return None
+        if len(out) > len(mains) / 2:
+            log.warning("data.quality.max_genre_share=%s leaves out %d of %d threads (main genres %s)", max_share,
+                        len(out), len(mains), self.genre_cap["shares_before"])
+        self.capped = {self.kept_keys[i] for i in out}
+        self.accounting.entries_kept -= len(out)
+        self.accounting.dropped["max_genre_share"] += len(out)
+        keep = np.asarray([owner not in out for owner in self.owners], dtype=bool)
+        for name in ("lengths", "trained", "turns", "characters", "owners"):
+            setattr(self, name, [v for v, k in zip(getattr(self, name), keep) if k])
+        self.kept_keys = [k for i, k in enumerate(self.kept_keys) if i not in out]
+        self.kept_genres = [g for i, g in enumerate(self.kept_genres) if i not in out]
+        return np.flatnonzero(keep)
+
+    def quality(self, cfg: DataConfig) -> dict[str, Any]:
+        """The manifest's `quality` block: what each detector found and did, and the genres."""
+        q, a = cfg.quality, self.accounting
+
+        def kinds(detector: str) -> dict[str, int]:
+            prefix = f"{detector}:"
+            return {k[len(prefix):]: n for k, n in sorted(a.kinds.items()) if k.startswith(prefix)}
+
+        out = {}
+        for name in DETECTORS:
+            out[name] = {"mode": getattr(q, name).mode, "posts_found": a.found.get(name, 0),
+                         "posts_removed": a.posts_removed.get(name, 0) if name != "ooc" else None,
+                         "posts_trimmed": a.posts_changed.get(name, 0), "kinds": kinds(name)}
+        out["ooc"].pop("posts_removed")  # the cleaning rules remove OOC posts too: posts_removed.ooc counts both
+        out["duplicates"].update({"threads_found": len(self.copies),
+                                  "threads_exact": sum(c["exact"] for c in self.copies),
+                                  "threads_dropped": a.dropped.get("duplicates", 0), "copies": self.copies[:50]})
+        mains = [main_genre(g) for g in self.kept_genres]
+        out["genres"] = {"shares": shares(mains), "tagged": dict(sorted(Counter(
+            genre for g in self.kept_genres for genre in g).items())), "max_share": q.max_genre_share}
+        if self.genre_cap is not None:
+            out["genres"].update({"shares_before_cap": self.genre_cap["shares_before"],
+                                  "left_out": self.genre_cap["left_out"]})
+        return out
+
+    def manifest(self, cfg: Config, fingerprint: str, seconds: float, quality: bool = False) -> dict[str, Any]:
         lengths = np.asarray(self.lengths, dtype=np.int64)
         trained = np.asarray(self.trained, dtype=np.int64)
-        return {
+        out = {
             **self.accounting.to_dict(),
             "examples": len(lengths),
             "tokens": int(lengths.sum()),
@@ -202,20 +295,54 @@ class Summary:
             "fingerprint": fingerprint,
             "seconds": round(seconds, 2),
         }
+        if quality:
+            out["quality"] = self.quality(cfg.data)
+        return out
 
 
-def run_pipeline(cfg: Config, mode: Mode, encoder: Encoder, work: Path,
-                 writer: Optional["ExampleWriter"]) -> Summary:
-    """Read and check every record, build its examples (in parallel), and account for all of it."""
+class Repeats:
+    """data.quality.duplicates across records: each kept thread is a first copy or a copy of an earlier one,
+    decided in input order in this process (the workers only sketch)."""
+
+    def __init__(self, cfg) -> None:
+        self.mode = cfg.mode
+        self.index = ThreadIndex(cfg.threshold, cfg.num_perm)
+
+    def check(self, outcome: Outcome, summary: Summary) -> None:
+        if not outcome.rows or outcome.sketch is None:
+            return
+        copy = self.index.add(outcome.key, outcome.sketch)
+        if copy is None:
+            return
+        summary.copies.append({"thread": outcome.key, "of": copy.of, "similarity": copy.similarity,
+                               "exact": copy.exact})
+        if self.mode == "drop":
+            outcome.rows, outcome.drop = [], "duplicates"
+
+
+def run_pipeline(cfg: Config, mode: Mode, encoder: Encoder, work: Path, writer: Optional["ExampleWriter"],
+                 on_outcome: Optional[Callable[[Outcome], None]] = None) -> Summary:
+    """Read and check every record, build its examples (in parallel), and account for all of it. With
+    `on_outcome`, each outcome is also handed to it with its rows' text and entries (for the report)."""
     summary = Summary()
     staged = _stage(mode, cfg.data, summary.accounting, work)
+    quality = cfg.data.quality if mode.quality is not None else None
+    repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode != "off" else None
     progress = Progress("building examples", unit=mode.unit, total=len(staged))
-    for outcome in _outcomes(mode, encoder, staged, cfg.data.num_proc):
+    for outcome in _outcomes(mode, encoder, staged, cfg.data.num_proc, keep_text=on_outcome is not None):
+        if repeats is not None:
+            repeats.check(outcome, summary)
+        if on_outcome is not None:
+            on_outcome(outcome)
         summary.add(outcome)
         if writer is not None:
             writer.add(outcome.rows)
         progress.update(1)
     progress.close()
+    if quality is not None and quality.max_genre_share is not None:
+        keep = summary.cap_genres(quality.max_genre_share, quality.seed)
+        if keep is not None and writer is not None:
+            writer.keep_only(keep)
     summary.accounting.check()
     return summary
 
@@ -259,19 +386,20 @@ class _Job:
     encoder: Encoder
     staged: Any
     parent: int
+    keep_text: bool = False
 
 
 _job: Optional[_Job] = None
 
 
-def _outcomes(mode: Mode, encoder: Encoder, staged, num_proc: int) -> Iterator[Outcome]:
+def _outcomes(mode: Mode, encoder: Encoder, staged, num_proc: int, keep_text: bool = False) -> Iterator[Outcome]:
     """The Outcome of every staged record, in order.
 
     A pool of our own rather than datasets.map: map hands each worker half of the data as one task and cannot tie
     its workers' lifetime to this process, so a killed prepare left workers running for minutes; small tasks also
     give a steady progress report.
     """
-    job = _Job(mode, encoder, staged, os.getpid())
+    job = _Job(mode, encoder, staged, os.getpid(), keep_text)
     slices = [(start, min(start + _BATCH, len(staged))) for start in range(0, len(staged), _BATCH)]
     processes = min(num_proc, len(slices))
     if processes <= 1:
@@ -312,8 +440,10 @@ def _build_in_worker(bounds: tuple[int, int]) -> list[Outcome]:
 def _build_slice(job: _Job, bounds: tuple[int, int]) -> list[Outcome]:
     records = [job.mode.record_type.from_json(text) for text in job.staged[bounds[0]:bounds[1]]["record"]]
     outcomes = job.mode.build(records, job.encoder)
+    if job.keep_text:
+        return outcomes
     for outcome in outcomes:  # the dataset keeps tokens, not text: do not ship the text back
-        outcome.rows = [replace(row, example=None) for row in outcome.rows]
+        outcome.rows = [replace(row, example=None, entry=None) for row in outcome.rows]
     return outcomes
 
 
@@ -331,6 +461,7 @@ class ExampleWriter:
         self.writer = ArrowWriter(features=self.features, path=str(path))
         self.batch = batch
         self.rows: list = []
+        self.kept: Optional[np.ndarray] = None
 
     def add(self, rows: Sequence) -> None:
         self.rows.extend(rows)
@@ -345,6 +476,10 @@ class ExampleWriter:
             "trained": [r.tokens.trained for r in rows], "turns": [r.turns for r in rows],
             "characters": [r.characters for r in rows]})
 
+    def keep_only(self, rows: np.ndarray) -> None:
+        """Of the rows written, keep only these (by position) in the dataset `finish` returns."""
+        self.kept = rows
+
     def finish(self):
         """Close the file and open it as a Dataset."""
         from datasets import Dataset
@@ -353,9 +488,11 @@ class ExampleWriter:
             self._flush()
         written = self.writer.finalize()[0]
         self.writer.close()
-        if not written:  # a file of no record batches saves, but does not load back
+        if not written or (self.kept is not None and not len(self.kept)):
+            # a file of no record batches saves, but does not load back
             return Dataset.from_dict({name: [] for name in self.features}, features=self.features)
-        return Dataset.from_file(str(self.path))
+        dataset = Dataset.from_file(str(self.path))
+        return dataset if self.kept is None else dataset.select(self.kept)
 
 
 def _reusable(target: Path, fingerprint: str) -> tuple[Optional[dict], str]:

@@ -101,6 +101,17 @@ class Turn:
     character: str
     text: str
     role: Role
+    marks: tuple = ()  # quality.review.Mark: what the data-quality detectors flagged or trimmed in this post
+
+
+@dataclass(frozen=True)
+class RemovedPost:
+    """A post left out of an entry, for the report: it stood before turn `before`, and why it went."""
+
+    before: int
+    character: str
+    text: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,8 @@ class Entry:
     cast: tuple[str, ...] = ()  # chat: every character of the scene, listed before any of them has posted
     context: int = 0  # a window's leading turns borrowed from the window before it: shown, never trained
     start: int = 0  # where a window's first turn is among its thread's turns
+    removed: tuple[RemovedPost, ...] = ()  # posts of the thread left out, positioned among its turns
+    genres: tuple[str, ...] = ()  # the thread's genres, main one first (group mode)
 
     @property
     def characters(self) -> list[str]:

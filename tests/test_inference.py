@@ -137,6 +137,8 @@ def test_reply_cleanup_removes_a_repeated_name_and_cuts_impersonation(lyra_run, 
     assert as_user.impersonation and as_user.text == ""
     addressed = chat._clean("Corvin looked at Ilsa: she was late.", "Corvin")  # not at a line start
     assert not addressed.impersonation and addressed.text == "Corvin looked at Ilsa: she was late."
+    narrated = chat._clean('Corvin bowed. "After you." Ilsa smiled and went in first.', "Corvin")  # prose, too
+    assert narrated.impersonation and narrated.text == 'Corvin bowed. "After you."'
 
 
 def test_more_gives_consecutive_model_turns_rendered_exactly_as_in_training(lyra_run, scene_file):

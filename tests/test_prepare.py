@@ -47,9 +47,10 @@ def test_manifest_accounts_for_every_entry_and_post(tmp_path, threads_file, toke
     assert m == result.manifest
     assert m["entries_in"] == 10 and m["entries_kept"] == 6 and m["examples"] == 6
     assert m["dropped"] == {"too_few_turns": 2, "too_few_characters": 1, "too_many_characters": 1, "malformed": 0,
-                            "too_long": 0}
+                            "too_long": 0, "duplicates": 0, "max_genre_share": 0}
     # "solo" loses all 7 posts as trailing user posts, "ooc" one OOC and one empty post
-    assert m["posts_removed"] == {"empty": 1, "ooc": 1, "trailing_user": 7}
+    assert m["posts_removed"] == {"empty": 1, "ooc": 1, "trailing_user": 7, "impersonation": 0, "low_effort": 0,
+                                  "duplicates": 0}
     dataset, _ = load_prepared(tmp_path / "out")
     assert m["tokens"] == sum(len(ids) for ids in dataset["input_ids"])
     assert m["trained_tokens"] == sum(sum(1 for x in labels if x != IGNORE_INDEX) for labels in dataset["labels"])
@@ -242,7 +243,7 @@ def test_control_characters_never_reach_the_dataset_and_are_counted(tmp_path, to
     path.write_text(line + "\n")
     cfg, _ = make_config(tmp_path, path)
     manifest = prepare(cfg, tokenizer).manifest
-    assert manifest["posts_changed"] == {"control_characters": 2}
+    assert manifest["posts_changed"] == {"control_characters": 2, "ooc": 0, "impersonation": 0}
     dataset, _ = load_prepared(tmp_path / "out")
     text = tokenizer.decode(dataset[0]["input_ids"], skip_special_tokens=False)
     assert "Bo: Bo says line 1.[/INST]" in text and "Cy: Cy says line 3." in text and "line 5.[/INST]" in text

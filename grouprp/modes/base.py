@@ -31,6 +31,7 @@ class ExampleRow:
     turns: int
     characters: int
     user: str = ""  # who the human plays in it (the user's character, or the single-character user label)
+    entry: Any = None  # group mode: the Entry (or window) it was rendered from, with what quality marked in it
 
 
 @dataclass
@@ -42,6 +43,10 @@ class Outcome:
     posts_removed: Counter = field(default_factory=Counter)
     posts_changed: Counter = field(default_factory=Counter)
     windows_dropped: Counter = field(default_factory=Counter)
+    findings: Any = None  # quality.review.Findings: what the data-quality detectors found (group mode)
+    sketch: Any = None  # quality.duplicates.ThreadSketch: what the record is compared by for repeats
+    key: str = ""  # the record's id, for the repeats and the genre cap decided after all records are built
+    genres: tuple[str, ...] = ()  # the record's genres, main one first
 
 
 class Mode(ABC):
@@ -51,6 +56,7 @@ class Mode(ABC):
     record_type: Any = None  # the record class, with to_json/from_json
     file_suffixes: tuple[str, ...] = ()  # the files read from a data folder
     without_tokenizer = ""  # what preview says when it has no tokenizer to measure examples with
+    quality = None  # quality.review.Quality: the data-quality detectors, where the mode has them
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -75,5 +81,5 @@ class Mode(ABC):
 
     def input_files(self) -> list[Path]:
         """Every file whose bytes decide the examples (for the dataset cache's fingerprint)."""
-        extra = [Path(p) for p in (self.data.sheets, self.data.card) if p]
+        extra = [Path(p) for p in (self.data.sheets, self.data.card, self.data.quality.genres) if p]
         return input_files(self.data, self.file_suffixes) + extra

@@ -16,6 +16,7 @@ from grouprp.config import Config
 from grouprp.filters import Accounting, Dropped, Kept, build_entry, filter_reason
 from grouprp.formats import get_format
 from grouprp.modes.base import ExampleRow, Mode, Outcome
+from grouprp.quality.review import Quality
 from grouprp.schema import Entry, Malformed, Thread, Turn
 from grouprp.sheets import SheetSchema
 from grouprp.sources import DATA_SUFFIXES, read_threads
@@ -35,6 +36,7 @@ class GroupMode(Mode):
         super().__init__(cfg)
         self.schema = SheetSchema(cfg.data.sheet_schema)
         self.format = get_format(cfg.data.template, bool(cfg.data.train_on_names))
+        self.quality = Quality(cfg.data.quality)
 
     def describe(self) -> str:
         return "group roleplay threads (the model writes every character but the user's)"
@@ -49,22 +51,25 @@ class GroupMode(Mode):
         return read_threads(self.data, accounting.left_out)
 
     def build(self, threads: Sequence[Thread], encoder: Optional[Encoder]) -> list[Outcome]:
-        results = [build_entry(thread, self.data, self.schema) for thread in threads]
+        results = [build_entry(thread, self.data, self.schema, self.quality) for thread in threads]
         kept = [r for r in results if isinstance(r, Kept)]
         examples = [self.format.render(k.entry) for k in kept]
         tokens = encoder.encode(examples) if encoder else [None] * len(kept)
         whole = {id(k): (example, t) for k, example, t in zip(kept, examples, tokens)}
         outcomes = []
-        for result in results:
+        for thread, result in zip(threads, results):
             if isinstance(result, Dropped):
-                outcomes.append(Outcome([], result.reason, result.posts_removed, result.posts_changed))
-                continue
-            example, entry_tokens = whole[id(result)]
-            if entry_tokens is None or len(entry_tokens) <= self.data.sequence_len:
-                outcomes.append(Outcome([self._row(result.entry, example, entry_tokens)], None,
-                                        result.posts_removed, result.posts_changed))
+                outcome = Outcome([], result.reason, result.posts_removed, result.posts_changed)
             else:
-                outcomes.append(self._windowed(result, entry_tokens, encoder))
+                example, entry_tokens = whole[id(result)]
+                if entry_tokens is None or len(entry_tokens) <= self.data.sequence_len:
+                    outcome = Outcome([self._row(result.entry, example, entry_tokens)], None,
+                                      result.posts_removed, result.posts_changed)
+                else:
+                    outcome = self._windowed(result, entry_tokens, encoder)
+                outcome.sketch, outcome.genres = result.sketch, result.entry.genres
+            outcome.findings, outcome.key = result.findings, thread.id
+            outcomes.append(outcome)
         return outcomes
 
     def _windowed(self, kept: Kept, whole: Tokenized, encoder: Encoder) -> Outcome:
@@ -79,7 +84,7 @@ class GroupMode(Mode):
 
     @staticmethod
     def _row(entry: Entry, example, tokens: Optional[Tokenized]) -> ExampleRow:
-        return ExampleRow(entry.id, example, tokens, len(entry.turns), len(entry.characters), entry.user)
+        return ExampleRow(entry.id, example, tokens, len(entry.turns), len(entry.characters), entry.user, entry)
 
 
 class _EncodedWindows:
