@@ -5,7 +5,7 @@
 Two corpora: the one benchmarks/prepare_speed.py times (synthetic posts of random words with markup and OOC
 asides), and one written to make every detector work: posts whose sentences are led by the cast's names, with
 dialogue and dialogue tags, possessives, OOC asides of every kind, double posts, and near-copies of earlier
-threads. Each is prepared three ways, best of `--repeat`:
+threads. Each is prepared three ways, in turn, `--repeat` times, keeping each one's best:
   none:    the pipeline with no quality pass at all (the mode built without its detectors, as before them)
   flag:    the defaults: every detector counts, nothing changes
   all on:  impersonation and ooc trim, duplicates and low_effort drop, max_genre_share 0.6
@@ -95,18 +95,15 @@ def realistic(path: Path, threads: int, posts: int, seed: int = 0) -> None:
             handle.write(line + "\n")
 
 
-def timed(cfg, tokenizer, repeat: int, detectors: bool) -> tuple[float, dict]:
+def run_once(cfg, tokenizer, detectors: bool) -> tuple[float, dict]:
     from grouprp.prepare import prepare
 
-    best, manifest = float("inf"), None
-    for _ in range(repeat):
-        # none: the group mode built without its Quality, which is the pipeline as it was before the detectors
-        patch = mock.patch("grouprp.modes.group.Quality", lambda cfg: None) if not detectors else nullcontext()
-        with patch:
-            started = time.perf_counter()
-            manifest = prepare(cfg, tokenizer, force=True).manifest
-            best = min(best, time.perf_counter() - started)
-    return best, manifest
+    # none: the group mode built without its Quality, which is the pipeline as it was before the detectors
+    patch = mock.patch("grouprp.modes.group.Quality", lambda cfg: None) if not detectors else nullcontext()
+    with patch:
+        started = time.perf_counter()
+        manifest = prepare(cfg, tokenizer, force=True).manifest
+        return time.perf_counter() - started, manifest
 
 
 def main() -> None:
@@ -114,7 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1000)
     parser.add_argument("--posts", type=int, default=40)
     parser.add_argument("--num-proc", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     from grouprp.config import load_config
@@ -134,16 +131,19 @@ def main() -> None:
                 realistic(data, args.threads, args.posts)
             common = [f"output_dir={tmp}/out", f"data.path={data}", f"data.num_proc={args.num_proc}",
                       f"model.tokenizer={ROOT / 'assets' / 'tokenizer'}"]
-            times = {}
-            for name, overrides in modes.items():
-                cfg = load_config(None, [*common, *overrides])
-                seconds, manifest = timed(cfg, load_tokenizer(cfg), args.repeat, name != "none")
-                times[name] = seconds
+            configs = {name: load_config(None, [*common, *overrides]) for name, overrides in modes.items()}
+            tokenizer = load_tokenizer(configs["none"])
+            times, manifests = {}, {}
+            for _ in range(args.repeat):  # the modes in turn, so that a slow spell of the machine hits them alike
+                for name, cfg in configs.items():
+                    seconds, manifests[name] = run_once(cfg, tokenizer, name != "none")
+                    times[name] = min(times.get(name, float("inf")), seconds)
+            for name, manifest in manifests.items():
                 q = manifest.get("quality", {})
                 found = {d: q[d]["posts_found"] for d in ("impersonation", "ooc", "duplicates", "low_effort")} if q \
                     else {}
                 repeated = q.get("duplicates", {}).get("threads_found", 0) if q else 0
-                print(f"{corpus:13} {name:7} {seconds:7.2f} s  {times[name] / times['none'] - 1:+6.1%}  "
+                print(f"{corpus:13} {name:7} {times[name]:7.2f} s  {times[name] / times['none'] - 1:+6.1%}  "
                       f"{manifest['examples']:,} examples, {manifest['tokens']:,} tokens; found {found}, "
                       f"repeated threads {repeated}, dropped {dict((k, v) for k, v in manifest['dropped'].items() if v)}")
     print("target: all on at most +25% over none")

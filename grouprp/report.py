@@ -161,6 +161,7 @@ _SCRIPT = """
   buttons.forEach(function(b){b.addEventListener('click',function(){show(b.getAttribute('data-filter'));});});
   show('all');
   document.documentElement.setAttribute('data-ready','1');
+  document.documentElement.setAttribute('data-ready-ms',String(Math.round(performance.now())));
 })();
 """
 

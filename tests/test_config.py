@@ -51,6 +51,18 @@ def test_defaults_and_overrides_parsed_as_yaml(tmp_path):
     assert cfg.data.train_on_names is True and cfg.data.sequence_len == 8192
 
 
+def test_quality_detectors_take_a_mode_string_or_a_mapping_and_a_bare_off(tmp_path):
+    cfg = load_config(write(tmp_path, "data:\n  path: x.jsonl\n  quality:\n    ooc: trim\n    impersonation: off\n"
+                                      "    duplicates: {mode: drop, threshold: 0.9}\n"),
+                      ["data.quality.low_effort=drop", "data.quality.max_genre_share=0.5"])
+    q = cfg.data.quality
+    assert (q.ooc.mode, q.impersonation.mode, q.duplicates.mode, q.duplicates.threshold) == ("trim", "off", "drop", 0.9)
+    assert (q.low_effort.mode, q.low_effort.min_words, q.max_genre_share) == ("drop", 6, 0.5)
+    defaults = load_config(write(tmp_path, "data: {path: x.jsonl}\n"), []).data.quality
+    assert {defaults.ooc.mode, defaults.impersonation.mode, defaults.duplicates.mode, defaults.low_effort.mode} == {
+        "flag"} and defaults.max_genre_share is None  # nothing changes unless asked
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.min_turnz=3", "data.min_turnz: unknown key; did you mean data.min_turns?"),
     ("trian.epochs=3", "trian: unknown key; did you mean train?"),
@@ -66,6 +78,12 @@ def test_defaults_and_overrides_parsed_as_yaml(tmp_path):
     ("data.columns.thread=x", "data.columns.thread: unknown column role"),
     ("data=3", "data: expected a mapping of keys, got int 3"),
     ("noequals", "'noequals': an override is key=value"),
+    ("data.quality.ooc=cut", "data.quality.ooc.mode: must be one of off, flag, trim, drop; got the string 'cut'"),
+    ("data.quality.duplicates=trim", "data.quality.duplicates.mode: must be one of off, flag, drop"),
+    ("data.quality.duplicates.threshold=0", "data.quality.duplicates.threshold: must be greater than 0, got 0"),
+    ("data.quality.max_genre_share=1.5", "data.quality.max_genre_share: must be at most 1, got 1.5"),
+    ("data.quality.genres=nowhere.yaml", "data.quality.genres: nowhere.yaml not found"),
+    ("data.quality.low_effort.min_wordz=3", "did you mean data.quality.low_effort.min_words?"),
 ])
 def test_config_errors_name_the_key(tmp_path, override, message):
     with pytest.raises(ConfigError) as error:

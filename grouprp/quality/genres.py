@@ -21,7 +21,7 @@ from grouprp.config import ConfigError
 SHIPPED = Path(__file__).with_name("genres.yaml")
 UNTAGGED = "untagged"
 MIN_HITS = 3  # a genre's words used fewer times than this are chance ("a sword on the wall" in a modern thread)
-MAX_WORDS = 5000  # the start of a long thread says what it is
+MAX_WORDS = 2000  # the start of a long thread says what it is
 
 
 @dataclass(frozen=True)
