@@ -22,6 +22,9 @@ from typing import Optional
 log = logging.getLogger("grouprp")
 
 MARKER = "grouprp-complete.json"
+REQUEUE_EXIT = 75
+"""The exit code of a run stopped by a signal after saving a checkpoint (EX_TEMPFAIL: try again). Job scripts
+requeue on it; the requeued run resumes from the checkpoint."""
 TRANSFORMERS_INCOMPLETE = "checkpoint-is-incomplete.txt"  # the sentinel of transformers' SIGTERM checkpoints
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 

@@ -102,6 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--examples", type=int, default=200, help="examples to include (default 200; those with "
                                                                    "something flagged, trimmed or removed first)")
     command("train", "train a LoRA adapter (alone, or under deepspeed / torchrun: see `grouprp train -h`)", _train)
+    slurm = command("slurm", "print an sbatch script that trains this config on a Slurm allocation (multi-node, "
+                             "requeued with a checkpoint before its time limit)", _slurm)
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    slurm.add_argument("--gpus-per-node", type=int, default=2, help="GPUs on each node (default 2)")
+    slurm.add_argument("--partition", help="the Slurm partition")
+    slurm.add_argument("--time", default="24:00:00", help="time limit per job, requeued after it (default 24:00:00)")
+    slurm.add_argument("--account", help="the Slurm account to charge")
+    slurm.add_argument("--launcher", choices=["deepspeed", "torchrun"], default="deepspeed",
+                       help="deepspeed (a hostfile of the nodes) or torchrun (c10d rendezvous on the first node)")
+    slurm.add_argument("--mem", default="128G", help="memory per node (default 128G)")
+    slurm.add_argument("--out", help="write the script to this file instead of printing it")
+    slurm.add_argument("--submit", action="store_true", help="pass the script to sbatch (written to --out, or to "
+                                                            "grouprp-JOB.sbatch here)")
+    plan = command("plan", "the peak memory per GPU of this config, from the model's config.json alone: a "
+                           "breakdown, whether it fits, and what to change if not", _plan)
+    plan.add_argument("--gpus", help="the GPUs, with a count: 2xA100-40GB, 1xRTX4090-24GB, 4x80GB (default: the "
+                                     "GPUs here, if any)")
     keys = commands.add_parser("config-help", help="list every config key with its default and meaning")
     keys.set_defaults(run=_config_help)
 
@@ -379,9 +396,54 @@ def _quality_lines(q: dict) -> list[str]:
 
 
 def _train(args) -> int:
+    from grouprp.preemption import REQUEUE_EXIT, Preempted
     from grouprp.train import run
 
-    run(load_config(args.config, args.overrides))
+    try:
+        run(load_config(args.config, args.overrides))
+    except Preempted as stop:
+        if launcher_rank() == 0:
+            log.warning("%s; exit %d: run again (or requeue the job) to resume from it", stop, REQUEUE_EXIT)
+        return REQUEUE_EXIT
+    return 0
+
+
+def _slurm(args) -> int:
+    import subprocess
+
+    from grouprp.slurm import Shape, render
+
+    load_config(args.config, args.overrides)  # a wrong key or value stops here, not hours later on the cluster
+    shape = Shape(nodes=args.nodes, gpus_per_node=args.gpus_per_node, partition=args.partition, time=args.time,
+                  account=args.account, launcher=args.launcher, mem=args.mem)
+    try:
+        script = render(shape, args.config, tuple(args.overrides))
+    except ValueError as exc:
+        raise ConfigError(f"slurm: {exc}") from None
+    if not args.out and not args.submit:
+        print(script, end="")
+        return 0
+    out = Path(args.out or f"grouprp-{time.strftime('%Y%m%d-%H%M%S')}.sbatch")
+    out.write_text(script)
+    out.chmod(0o755)
+    log.info("wrote %s", out)
+    if args.submit:
+        try:
+            done = subprocess.run(["sbatch", str(out)], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise DataError(f"--submit: no sbatch here; submit {out} from a Slurm login node") from None
+        if done.returncode != 0:
+            raise DataError(f"sbatch {out} failed: {(done.stderr or done.stdout).strip()}")
+        print(done.stdout.strip())
+    return 0
+
+
+def _plan(args) -> int:
+    from grouprp.plan import plan_for, report
+
+    cfg = load_config(args.config, args.overrides)
+    plan, shape = plan_for(cfg, args.gpus)
+    print(report(plan, cfg, shape))
     return 0
 
 

@@ -24,6 +24,8 @@ from grouprp.config import Config, ConfigError, to_dict
 from grouprp.inference import CARD_COPY, RUN_INFO, Sampling
 from grouprp.logs import quiet_third_party
 from grouprp.packing import PackedRows, fill, packed_dataset
+from grouprp.plan import memory_warning, model_config
+from grouprp.preemption import Preempted, Preemption
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
 
@@ -58,6 +60,17 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     accumulation = gradient_accumulation(cfg, world_size)
     quiet_third_party()
     check_before_loading(cfg)
+    warning = memory_warning(cfg, world_size)
+    if warning and int(os.environ.get("RANK", "0")) == 0:
+        log.warning("%s", warning)
+    preemption = Preemption()  # from here on SIGTERM and SIGUSR1 mean: stop after a step, with a checkpoint
+    try:
+        return _run(cfg, callbacks, world_size, accumulation, preemption)
+    finally:
+        preemption.close()
+
+
+def _run(cfg: Config, callbacks: Sequence[Any], world_size: int, accumulation: int, preemption: Preemption) -> Path:
 
     import torch
     from accelerate import PartialState
@@ -106,7 +119,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     log.info("model: %s%s, LoRA r=%d on %s: %s trainable of %s parameters", cfg.model.base,
              " in 8 bits" if cfg.model.load_in_8bit else "", cfg.lora.r, _targets(cfg), f"{trainable:,}",
              f"{total:,}")
-    trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks)
+    trainer = _trainer(cfg, args, model, tokenizer, train_set, eval_set, [preemption, *callbacks])
     log.info("loss: %s", {"full": "the model's own, over the logits of every position",
                           "chunked": "LM head and cross-entropy at trained positions only, a chunk at a time",
                           "liger": "Liger Kernel's fused linear cross-entropy at trained positions only"}[
@@ -116,6 +129,9 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    if preemption.stopped:
+        step = trainer.state.global_step
+        raise Preempted(preemption.stopped, step, output_dir / CHECKPOINTS / f"checkpoint-{step}")
     if eval_set is not None:
         trainer.evaluate()
     trainer.save_model(str(output_dir))  # every rank takes part; the main process writes the adapter
@@ -203,7 +219,7 @@ def check_before_loading(cfg: Config) -> None:
     _check_attention(cfg.model.attn_implementation)
     if t.deepspeed:
         _check_deepspeed(cfg)
-    _check_lora_targets(cfg, _model_config(cfg))
+    _check_lora_targets(cfg, model_config(cfg))
 
 
 def _check_attention(name: str) -> None:
@@ -239,41 +255,6 @@ def _check_deepspeed(cfg: Config) -> None:
         if value != "auto" and value != ours:
             raise ConfigError(f"train.deepspeed: {path} sets {name} {value!r} but {key} is {ours}; set it to "
                               "\"auto\" so the Trainer fills it from the YAML")
-
-
-def _model_config(cfg: Config):
-    """The base model's transformers config, from a local folder, the random_init values or the local HF cache
-    (or the hub, when it may be reached): no weights are read."""
-    from transformers import AutoConfig
-
-    m = cfg.model
-    if m.random_init and not (Path(m.base) / "config.json").is_file():
-        values = dict(m.random_init)
-        try:
-            return AutoConfig.for_model(values.pop("model_type", "mistral"), **values)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"model.random_init: {exc}") from None
-    if not m.base:
-        raise ConfigError("model.base: required (a HF model id or a local folder)")
-    local = Path(m.base)
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise ConfigError(f"model.base: {m.base} has no config.json; name a model folder (or a HF model id)")
-    elif m.base.startswith(("/", ".", "~")) or m.base.count("/") > 1 or "\\" in m.base:
-        raise ConfigError(f"model.base: {m.base} does not exist (a local model folder, or a HF model id such as "
-                          "Sao10K/MN-12B-Lyra-v4)")
-    elif os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(m.base, "config.json"), str):
-            raise ConfigError(f"model.base: {m.base} is not a local folder and not in the Hugging Face cache, and "
-                              f"HF_HUB_OFFLINE is set; download it first (huggingface-cli download {m.base}) or fix "
-                              "the name")
-    try:
-        return AutoConfig.from_pretrained(m.base, trust_remote_code=m.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"model.base: cannot read the config of {m.base} ({first_line})") from None
 
 
 def _check_lora_targets(cfg: Config, config) -> None:
@@ -363,7 +344,11 @@ def _build_random_base(cfg: Config, tokenizer) -> None:
 
     values = dict(cfg.model.random_init)
     model_type = values.pop("model_type", "mistral")
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+    values.setdefault("vocab_size", len(tokenizer))  # a larger one may be asked for (rows no token uses)
+    if values["vocab_size"] < len(tokenizer):
+        raise ConfigError(f"model.random_init.vocab_size: {values['vocab_size']} is below the tokenizer's "
+                          f"{len(tokenizer):,} tokens")
+    config = AutoConfig.for_model(model_type, bos_token_id=tokenizer.bos_token_id,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                   tie_word_embeddings=False, **values)
     torch.manual_seed(cfg.train.seed)

@@ -24,8 +24,8 @@ PACKAGE = ROOT / "grouprp"
 # -> modes -> prepare -> train/cli
 LAYERS = {"config": 0, "schema": 0, "progress": 0, "logs": 0, "sources": 1, "clean": 2, "sheets": 2, "filters": 2,
           "quality": 2, "formats": 3, "tokenize": 4, "modes": 5, "prepare": 6, "packing": 5, "checkpoints": 6,
-          "inference": 7, "loss": 7, "callbacks": 7, "train": 7, "report": 7, "chat": 8, "evaluate": 8, "merge": 8,
-          "presets": 8, "cli": 9, "__main__": 10, "__init__": 10}
+          "inference": 7, "loss": 7, "callbacks": 7, "preemption": 7, "train": 7, "report": 7, "chat": 8,
+          "plan": 7, "slurm": 8, "evaluate": 8, "merge": 8, "presets": 8, "cli": 9, "__main__": 10, "__init__": 10}
 
 
 def module_imports() -> dict[str, set[str]]:

@@ -3,19 +3,23 @@
 These launch real processes and take a few minutes on 2 cores; they share runs through module fixtures.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from grouprp.checkpoints import checkpoint_problem
 from grouprp.config import ConfigError, load_config
 from grouprp.train import gradient_accumulation
 
@@ -380,3 +384,109 @@ def test_wandb_without_the_package_is_a_config_error_before_anything_loads(tmp_p
     with pytest.raises(ConfigError, match=r"train.report_to: wandb is not installed"):
         run(cfg)
     assert not any(tmp_path.iterdir())
+
+
+def launch_in_session(command, log: Path, ignore_usr1: bool):
+    """Start a launcher as a Slurm job step would run it: in a session of its own, so that every process under it
+    can be signalled at once; with SIGUSR1 ignored by the launchers (the job script does that), not by the
+    ranks, which install their own handler."""
+    handle = open(log, "w")
+
+    def ignore():
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+    return subprocess.Popen(command, cwd=ROOT, env=env(), stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=ignore if ignore_usr1 else None)
+
+
+def wait_for(log: Path, text: str, process, timeout=600):
+    started = time.monotonic()
+    while text not in log.read_text():
+        assert process.poll() is None, f"ended before {text!r}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() - started < timeout, f"no {text!r} in {timeout} s"
+        time.sleep(0.05)
+
+
+def run_processes(marker: str) -> list[str]:
+    """Live processes whose command line names `marker` (a run's unique output_dir): the launchers and the ranks,
+    wherever a launcher put them (torchrun starts its workers in sessions of their own)."""
+    listed = subprocess.run(["ps", "-ww", "-eo", "pid=,stat=,args="], capture_output=True, text=True)
+    return [line for line in listed.stdout.splitlines()
+            if marker in line and line.split()[1][:1] != "Z" and "ps -eo" not in line]
+
+
+def until_gone(marker: str, timeout=180) -> list[str]:
+    started = time.monotonic()
+    while run_processes(marker) and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+    return run_processes(marker)
+
+
+def port_is_free(port: int) -> bool:
+    """No process listens on the port (as a relaunch's rendezvous store binds it: SO_REUSEADDR, so connections
+    of the run before still closing do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_sigusr1_mid_epoch_stops_every_rank_after_one_step_with_a_checkpoint_and_resume_matches(
+        full_run, base_model, tmp_path):
+    port = free_port()
+    command = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(port), "launch/train.py", "--config",
+               "configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}", *COMMON,
+               "train.save_steps=100"]  # no periodic checkpoint before the end: the one found is the stop's
+    log = tmp_path / "console.txt"
+    process = launch_in_session(command, log, ignore_usr1=True)
+    wait_for(log, "training: 2/", process)
+    os.killpg(process.pid, signal.SIGUSR1)  # what `scancel --signal=USR1` does to a job step
+    wait_for(log, "stopping after step", process)
+    with contextlib.suppress(ProcessLookupError):  # again, while the checkpoint is being written: ignored
+        os.killpg(process.pid, signal.SIGUSR1)
+    assert process.wait(timeout=600) == 75, log.read_text()[-3000:]
+    assert until_gone(f"output_dir={tmp_path}") == [] and port_is_free(port)
+    saved = list((tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert len(saved) == 1, saved
+    stop = int(saved[0].name.split("-")[1])
+    assert 2 <= stop < STEPS and checkpoint_problem(saved[0]) is None
+    text = log.read_text()
+    assert f"stopping after step {stop} (SIGUSR1)" in text and "exit 75" in text
+    assert f"step {stop}: eval_loss" not in text  # no evaluation at a stop
+
+    check(deepspeed_grouprp_train("configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}",
+                                  *COMMON, "train.save_steps=100"))
+    resumed = losses(tmp_path / "checkpoints" / f"checkpoint-{STEPS}")
+    uninterrupted = losses(full_run / "checkpoints" / f"checkpoint-{STEPS}")
+    assert set(range(1, STEPS + 1)) <= set(resumed)
+    for step in range(1, STEPS + 1):
+        assert abs(resumed[step] - uninterrupted[step]) < 1e-4, (step, resumed[step], uninterrupted[step])
+
+
+@pytest.mark.parametrize("launcher, sent", [("deepspeed", signal.SIGTERM), ("torchrun", signal.SIGUSR1)])
+def test_a_signal_to_the_launcher_alone_reaches_every_rank_and_none_outlives_it(base_model, tmp_path, launcher, sent):
+    port = free_port()
+    args = ["configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}", *COMMON,
+            "train.max_steps=200", "train.save_steps=1000"]
+    if launcher == "deepspeed":
+        command = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(port), "launch/train.py",
+                   "--config", *args]
+    else:
+        command = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(port), "-m", "grouprp",
+                   "train", *args]
+    log = tmp_path / "console.txt"
+    process = launch_in_session(command, log, ignore_usr1=False)
+    wait_for(log, "training: 2/", process)
+    process.send_signal(sent)  # the launcher alone: it dies (deepspeed's command does not pass signals on)
+    process.wait(timeout=120)
+    # the ranks saw it go, saved, and ended
+    assert until_gone(f"output_dir={tmp_path}") == [], log.read_text()[-3000:]
+    assert port_is_free(port)
+    saved = list((tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert len(saved) == 1 and checkpoint_problem(saved[0]) is None, (saved, log.read_text()[-3000:])
+    text = log.read_text()
+    assert "the launcher (pid" in text and "is gone" in text and "exit 75" in text
+    assert "stopping after step" in text
