@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
                            "breakdown, whether it fits, and what to change if not", _plan)
     plan.add_argument("--gpus", help="the GPUs, with a count: 2xA100-40GB, 1xRTX4090-24GB, 4x80GB (default: the "
                                      "GPUs here, if any)")
+    card = commands.add_parser("card", help="print a character card's fields as grouprp uses them (a sheet in group "
+                                            "threads, the card of single-character mode)")
+    card.add_argument("path", metavar="PATH", help="a Character Card (.json or .png) or a grouprp YAML card")
+    card.add_argument("--config", help="a config whose data.sheet_schema, data.card_sheet and data.user_label to use")
+    card.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of that config")
+    card.set_defaults(run=_card)
     keys = commands.add_parser("config-help", help="list every config key with its default and meaning")
     keys.set_defaults(run=_config_help)
 
@@ -358,6 +364,7 @@ def format_stats(m: dict) -> str:
         f"removed posts:      {counts(m['posts_removed'])}",
         f"changed posts:      {counts(m['posts_changed'])}",
         f"dropped windows:    {counts(m['windows_dropped'])}",
+        *([f"left out of input: {counts(m['left_out'])}"] if m.get("left_out") else []),
         f"examples:           {m['examples']:,} ({m['template']}, sequence_len {m['sequence_len']:,})",
         f"tokens:             {m['tokens']:,}, trained {m['trained_tokens']:,} ({s['trained_share']:.1%})",
         f"tokens/example:     {spread(s['tokens_per_example'])}",
@@ -444,6 +451,43 @@ def _plan(args) -> int:
     cfg = load_config(args.config, args.overrides)
     plan, shape = plan_for(cfg, args.gpus)
     print(report(plan, cfg, shape))
+    return 0
+
+
+def _card(args) -> int:
+    from grouprp.config import DataConfig
+    from grouprp.sheets import SheetSchema, render_bio
+    from grouprp.sources.cards import TAVERN_SUFFIXES, load_card, read_tavern_card
+
+    data = load_config(args.config, args.overrides).data if args.config else DataConfig()
+    path = Path(args.path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    lines = []
+    if path.suffix.lower() in TAVERN_SUFFIXES:
+        tavern = read_tavern_card(path)
+        read_from = f" (from the {tavern.chunks[0]} chunk of {' and '.join(tavern.chunks)})" if tavern.chunks else ""
+        lines += [f"{path}: {tavern.spec}{read_from}", f"name: {tavern.name}"]
+        for key in ("description", "personality", "scenario", "first_mes", "mes_example"):
+            value = getattr(tavern, key).strip()
+            lines.append(f"{key}: " + (value.replace("\n", "\n    ") if value else "(empty)"))
+        if tavern.extensions:
+            lines.append(f"extensions (kept, not rendered): {', '.join(sorted(tavern.extensions))}")
+        bio = render_bio(tavern.sheet(None, data.card_sheet), tavern.name, SheetSchema(data.sheet_schema))
+        lines += ["", "as a sheet in group threads (data.cards; {{user}} becomes the thread's user):",
+                  *(f"  {line}" for line in (bio or "(empty)").splitlines())]
+    card = load_card(path, data.user_label)
+    label = data.user_label
+    lines += ["", "as the card of single-character mode (data.card):", f"  name: {card.name}", f"  source: {card.source}"]
+    if card.description:
+        lines.append(f"  persona: {card.description}")
+    lines += [f"  {label}: {q}\n  {card.name}: {a}" for q, a in card.persona]
+    lines.append(f"  traits: {', '.join(card.traits) or '(none)'}")
+    if card.examples:
+        lines.append("  example dialogue:")
+        lines += [f"    {label if role == 'user' else card.name}: {text}" if role else "    ---"
+                  for role, text in card.examples]
+    print("\n".join(lines))
     return 0
 
 

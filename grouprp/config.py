@@ -149,8 +149,8 @@ class DataConfig:
     """Where examples come from and how they are rendered."""
 
     path: str = _f("", "a data file or a folder of data files")
-    format: Optional[Literal["threads", "posts", "vn_script"]] = _f(
-        None, "threads | posts | vn_script; guessed from the file extension when absent")
+    format: Optional[Literal["threads", "posts", "sillytavern", "vn_script"]] = _f(
+        None, "threads | posts | sillytavern (saved chats) | vn_script; told from each file when absent")
     template: Literal["lyra", "chatml", "alichat"] = _f("lyra", "prompt format: lyra | chatml | alichat")
     columns: dict[str, str] = _f(dict(DEFAULT_COLUMNS), "posts tables: our column name -> the file's column name")
     sheets: Optional[str] = _f(None, "posts tables: a file of character sheets (rows with name, sheet, ...)")
@@ -173,7 +173,14 @@ class DataConfig:
     user_label: str = _f("{user}", "alichat: how the protagonist is written in prompts")
     history_turns: int = _f(10, "alichat: spoken lines of chat history before each reply", min=0)
     include_narration: bool = _f(False, "alichat: keep narration lines in the chat history")
-    card: Optional[str] = _f(None, "alichat: character card YAML {name, source, persona, traits}")
+    card: Optional[str] = _f(None, "alichat: the character card: YAML {name, source, persona, traits}, or a "
+                                   "Character Card V1/V2/V3 .json or .png")
+    cards: Optional[str] = _f(None, "group threads: a folder of Character Cards (.json, .png) used as the sheets of "
+                                    "the characters they name")
+    card_sheet: dict[str, str] = _f(
+        {"description": "Biography", "personality": "Personality", "scenario": "Scenario"},
+        "group threads: card field -> sheet key (a data.sheet_schema field or alias; other keys become "
+        "`Key: value` items of Other Information)")
     scenario: ScenarioConfig = _f(ScenarioConfig(), "alichat: scenario provider for scenes without `# Scene:`")
     quality: QualityConfig = _f(QualityConfig(), "data-quality detectors for group threads")
 
@@ -422,6 +429,12 @@ def _check(cfg: Config) -> None:
                        ("data.quality.genres", d.quality.genres)):
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} not found")
+    unknown_card_fields = set(d.card_sheet) - {"description", "personality", "scenario", "first_mes", "mes_example"}
+    if unknown_card_fields:
+        raise ConfigError(f"data.card_sheet.{sorted(unknown_card_fields)[0]}: not a card field; one of description, "
+                          "personality, scenario, first_mes, mes_example")
+    if d.cards and not Path(d.cards).is_dir():
+        raise ConfigError(f"data.cards: {d.cards} is not a folder (a folder of character cards, .json or .png)")
     if isinstance(cfg.eval.split, str) and not Path(cfg.eval.split).exists():
         raise ConfigError(f"eval.split: {cfg.eval.split} not found (a fraction such as 0.02, or a path to held-out "
                           "data)")
@@ -447,7 +460,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"data.character: required with template {d.template} (the character the model plays)")
     if single and not d.card:
         raise ConfigError(f"data.card: required with template {d.template} (a YAML card: name, source, persona, "
-                          "traits)")
+                          "traits; or a Character Card .json or .png)")
     if d.train_on_names is None:
         d.train_on_names = MODE_DEFAULTS[d.mode]["train_on_names"]
     if not 0 <= cfg.train.warmup_ratio <= 1:

@@ -94,8 +94,9 @@ def load_run(path: str | Path) -> Run:
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{info_path}: not the grouprp.json training writes (template, base_model, ...)") from None
     overrides = ["train.deepspeed=null", "eval.split=0"]  # not needed to use the run, and may not exist here
-    if (path / CARD_COPY).is_file():
-        overrides.append(f"data.card={path / CARD_COPY}")
+    card = next((path / name for name in (CARD_COPY, "card.json", "card.png") if (path / name).is_file()), None)
+    if card is not None:
+        overrides.append(f"data.card={card}")
     try:
         cfg = load_config(path / "config.yaml", overrides)
     except ConfigError as exc:

@@ -439,8 +439,9 @@ def save_run_files(cfg: Config, trainer, rows, world_size: int, accumulation: in
 
     output_dir = Path(cfg.output_dir)
     (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if cfg.data.card:  # chat needs the card; keep it with the adapter
-        shutil.copyfile(cfg.data.card, output_dir / CARD_COPY)
+    if cfg.data.card:  # chat needs the card; keep it with the adapter, as the kind of file it is
+        suffix = Path(cfg.data.card).suffix.lower()
+        shutil.copyfile(cfg.data.card, output_dir / (CARD_COPY if suffix in (".yaml", ".yml") else f"card{suffix}"))
     info = {"template": cfg.data.template, "train_on_names": cfg.data.train_on_names,
             "base_model": cfg.model.base, "load_in_8bit": cfg.model.load_in_8bit, "packing": cfg.train.packing,
             "loss_path": trainer.loss_path, "metrics": _metrics(trainer)}

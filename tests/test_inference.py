@@ -170,6 +170,25 @@ def test_a_saved_conversation_reads_back_as_a_thread(lyra_run, scene_file, tmp_p
                                                            "Pell": "Strengths: quick, quiet"}
 
 
+def test_a_sillytavern_group_chat_continued_in_grouprp_chat_and_saved_reads_back(lyra_run, tmp_path, capsys):
+    from grouprp.chat import scene_from_thread
+
+    chat = ROOT / "data" / "sample" / "sillytavern" / "group chats" / "2025-03-05@21h40m02s300ms.jsonl"
+    spec = f"{chat}:{chat.stem}"
+    history = scene_from_thread(spec, load_run(lyra_run)).turns
+    script = tmp_path / "in.jsonl"
+    script.write_text('{"text": "I slide the map across to Wren."}\n{"command": "/as Wren"}\n')
+    saved = tmp_path / "saved.jsonl"
+    assert main(["chat", str(lyra_run), "--thread", spec, "--script", str(script), "--max-new-tokens", "6",
+                 "--seed", "3", "--save", str(saved)]) == 0
+    (thread,) = list(read_threads(replace(load_run(lyra_run).cfg.data, path=str(saved), format=None)))
+    assert thread.user == "Ash" and len(history) == 11
+    posts = [(p.character, p.text) for p in thread.posts]
+    assert posts[:11] == [(t.character, t.text) for t in history]
+    assert posts[11] == ("Ash", "I slide the map across to Wren.")
+    assert {character for character, _ in posts[12:]} <= {"Tobias", "Wren", "Mira"}  # the model's turns
+
+
 def test_the_stop_filter_holds_back_what_could_become_a_stop_string():
     stops = StopFilter(["[INST]", "<|im_end|>"], close="[/INST]")
     shown = [stops.feed(piece) for piece in ["Hello", " there[", "/IN", "ST]", "[IN", "ST]model\nBo: hi"]]

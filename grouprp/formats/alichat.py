@@ -53,7 +53,10 @@ class AliChat(Format):
 
     def _prompt(self, reply) -> str:
         char, user = self.character, self.user_label
-        persona = "\n".join(f"{user}: {question}\n{char}: {answer}" for question, answer in self.card.persona)
+        pairs = "\n".join(f"{user}: {question}\n{char}: {answer}" for question, answer in self.card.persona)
+        examples = "\n".join(f"{user if role == 'user' else char}: {text}" if role else ""
+                              for role, text in self.card.examples)  # a Tavern card's example dialogue
+        persona = "\n\n".join(part for part in (self.card.description, pairs, examples) if part)
         history = "\n".join(f"{speaker}: {text}" if speaker else text for speaker, text in reply.history)
         return PROMPT.format(char=char, source=self.card.source, persona=persona, traits=", ".join(self.card.traits),
                              scenario=reply.scenario, user=user, history=history)

@@ -18,6 +18,7 @@ from grouprp.config import Config
 from grouprp.filters import Accounting
 from grouprp.schema import Example, Malformed
 from grouprp.sources import input_files
+from grouprp.sources.cards import TAVERN_SUFFIXES
 from grouprp.tokenize import Encoder, Tokenized
 
 
@@ -82,4 +83,6 @@ class Mode(ABC):
     def input_files(self) -> list[Path]:
         """Every file whose bytes decide the examples (for the dataset cache's fingerprint)."""
         extra = [Path(p) for p in (self.data.sheets, self.data.card, self.data.quality.genres) if p]
+        if self.data.cards:
+            extra += sorted(p for p in Path(self.data.cards).rglob("*") if p.suffix.lower() in TAVERN_SUFFIXES)
         return input_files(self.data, self.file_suffixes) + extra

@@ -41,7 +41,7 @@ class SingleCharacterMode(Mode):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         d = cfg.data
-        self.card = _clean_card(load_card(d.card))
+        self.card = _clean_card(load_card(d.card, d.user_label))
         if self.card.name.casefold() not in {n.casefold() for n in (d.character, *d.aliases)}:
             raise DataError(f"{d.card}: the card is for {self.card.name!r} but data.character is {d.character!r}; "
                             f"add {self.card.name!r} to data.aliases or fix the card")
@@ -114,7 +114,8 @@ def _clean_card(card: Card) -> Card:
         return strip_control_characters(value)[0].strip()
 
     return Card(clean_name(card.name), text(card.source), tuple((text(q), text(a)) for q, a in card.persona),
-                tuple(text(t) for t in card.traits))
+                tuple(text(t) for t in card.traits), text(card.description),
+                tuple((role, text(line)) for role, line in card.examples))
 
 
 def _usable_lines(scene: Scene, accounting: Accounting) -> Scene:
