@@ -23,7 +23,6 @@ planner is checked against measured peaks of real training steps on CPU (docs/be
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from contextlib import contextmanager

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 

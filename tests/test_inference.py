@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from grouprp.chat import ChatSession, Scene, scene_from_file
+from grouprp.chat import ChatSession, scene_from_file
 from grouprp.cli import main
 from grouprp.formats.group import SYSTEM_INTRO
 from grouprp.inference import Sampling, StopFilter, load_model, load_run, load_tokenizer

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from grouprp.schema import Malformed, Post, Thread
+from grouprp.schema import Malformed, Thread
 from grouprp.sources.cards import replace_macros
 from grouprp.sources.threads import Invalid, _kind, make_post, read_json_lines
 
