@@ -266,7 +266,8 @@ def model_config(cfg: Config):
     elif m.base.startswith(("/", ".", "~")) or m.base.count("/") > 1 or "\\" in m.base:
         raise ConfigError(f"model.base: {m.base} does not exist (a local model folder, or a HF model id such as "
                           "Sao10K/MN-12B-Lyra-v4)")
-    elif os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if offline and not local.exists():
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(m.base, "config.json"), str):
@@ -274,7 +275,9 @@ def model_config(cfg: Config):
                               f"HF_HUB_OFFLINE is set; download it first (huggingface-cli download {m.base}) or fix "
                               "the name")
     try:
-        return AutoConfig.from_pretrained(m.base, trust_remote_code=m.trust_remote_code)
+        # offline (as `grouprp plan` always is) the hub library is not asked either, even if it was imported
+        # before HF_HUB_OFFLINE was set
+        return AutoConfig.from_pretrained(m.base, trust_remote_code=m.trust_remote_code, local_files_only=offline)
     except (OSError, ValueError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"model.base: cannot read the config of {m.base} ({first_line})") from None
