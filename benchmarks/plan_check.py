@@ -1,6 +1,7 @@
 """The memory planner against measurement: real training steps on the CPU, the planner's peak beside each.
 
-    python benchmarks/plan_check.py [--shapes quick|all] [--steps 2] [--json FILE]
+    python benchmarks/plan_check.py [--shapes quick|all|NAME] [--steps 2] [--sequence-len N] [--glibc-default]
+                                    [--json FILE]
 
 Each shape is a random Mistral-architecture model (built from a config, never downloaded) trained through the real
 `run(cfg)` for a few optimizer steps on the sample threads: 8-bit and not, with and without gradient
@@ -77,7 +78,7 @@ def config_lines(shape: dict, work: Path, steps: int) -> list[str]:
             "train.save_steps=100000", "eval.split=0", "train.report_to=[none]", "lora.dropout=0.05", "lora.r=8"]
 
 
-def measure(name: str, shape: dict, steps: int) -> dict:
+def measure(name: str, shape: dict, steps: int, malloc: bool = True) -> dict:
     from grouprp.config import load_config
     from grouprp.plan import Shape, estimate, model_config
 
@@ -102,7 +103,7 @@ def measure(name: str, shape: dict, steps: int) -> dict:
                        "--master_port", str(29400 + os.getpid() % 500), str(script),
                        str(ROOT / "configs" / "demo.yaml"), str(out), *overrides]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **MALLOC})
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(MALLOC if malloc else {})})
         if done.returncode != 0:
             raise RuntimeError(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
         ranks = [json.loads(p.read_text()) for p in sorted(work.glob("measured-rank*.json"))]
@@ -114,12 +115,15 @@ def measure(name: str, shape: dict, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", choices=["quick", "all"], default="all")
+    parser.add_argument("--shapes", choices=["quick", "all", *SHAPES], default="all", help="quick, all or one")
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--sequence-len", type=int, help="instead of each shape's own (2,048)")
+    parser.add_argument("--glibc-default", action="store_true", help="without the fixed mmap threshold (see above)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    names = QUICK if args.shapes == "quick" else tuple(SHAPES)
-    results = [measure(name, SHAPES[name], args.steps) for name in names]
+    names = {"quick": QUICK, "all": tuple(SHAPES)}.get(args.shapes, (args.shapes,))
+    results = [measure(name, {**SHAPES[name], **({"seq": args.sequence_len} if args.sequence_len else {})},
+                       args.steps, malloc=not args.glibc_default) for name in names]
     print("| shape | hidden x layers, vocabulary | 8-bit | checkpointing | loss | ranks | measured MiB | planned MiB "
           "| error |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -63,7 +63,8 @@ def best_of(repeat: int, work) -> tuple[float, object]:
 
 
 def measure(cfg, tokenizer, repeat: int) -> dict:
-    from grouprp.prepare import preview_examples, prepare
+    from grouprp.packing import fill
+    from grouprp.prepare import load_prepared, preview_examples, prepare
 
     # the ceiling first: prepare turns Rust-side threads off in this process for its worker processes
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
@@ -73,9 +74,12 @@ def measure(cfg, tokenizer, repeat: int) -> dict:
     seconds, manifest = best_of(repeat, lambda: prepare(cfg, tokenizer, force=True).manifest)
     tokens = sum(len(ids) for ids in encoded["input_ids"])
     assert tokens == manifest["tokens"], (tokens, manifest["tokens"])
+    lengths = load_prepared(cfg.output_dir)[0]["length"]
+    packed, unpacked = (fill(lengths, cfg.data.sequence_len, packing) for packing in (True, False))
     return {"seconds": seconds, "ceiling": ceiling, "tokens": tokens, "examples": manifest["examples"],
             "ratio": ceiling / seconds, "windows_dropped": sum(manifest["windows_dropped"].values()),
-            "trained": manifest["trained_tokens"]}
+            "trained": manifest["trained_tokens"], "packed_rows": packed.rows, "packed": packed.efficiency,
+            "unpacked": unpacked.efficiency}
 
 
 def main() -> None:
@@ -108,6 +112,9 @@ def main() -> None:
               f"{r['tokens'] / r['seconds']:11,.0f} tok/s | ceiling {r['ceiling']:6.2f} s "
               f"{r['tokens'] / r['ceiling']:11,.0f} tok/s | ratio {r['ratio']:.2f} | windows dropped "
               f"{r['windows_dropped']}, trained tokens {r['trained']:,}")
+    windowed = results["windowed"]
+    print(f"token efficiency at sequence_len {args.sequence_len:,}: packed {windowed['packed']:.3f} "
+          f"({windowed['packed_rows']:,} rows), not packed {windowed['unpacked']:.3f}")
     print("target: windowed ratio >= 0.70")
 
 

@@ -1,6 +1,6 @@
 """What the data-quality detectors cost `prepare`: all of them on, against none of them.
 
-    python benchmarks/quality_speed.py [--threads 1000] [--posts 40] [--num-proc 2] [--repeat 2]
+    python benchmarks/quality_speed.py [--threads 1000] [--posts 40] [--num-proc 2] [--repeat 3]
 
 Two corpora: the one benchmarks/prepare_speed.py times (synthetic posts of random words with markup and OOC
 asides), and one written to make every detector work: posts whose sentences are led by the cast's names, with
@@ -64,7 +64,8 @@ def sentence(rng: random.Random, cast: list[str], pool: list[str]) -> str:
     return f"The {phrase(rng, rng.randint(5, 12))}."
 
 
-def realistic(path: Path, threads: int, posts: int, seed: int = 0) -> None:
+def stress(path: Path, threads: int, posts: int, seed: int = 0) -> None:
+    """The stress corpus: every post names the user's character, and some threads repeat (see the docs)."""
     rng = random.Random(seed)
     written = []
     with open(path, "w", encoding="utf-8") as handle:
@@ -123,12 +124,12 @@ def main() -> None:
     print(f"{args.threads} threads x {args.posts} posts, num_proc {args.num_proc}, {os.cpu_count()} CPUs, "
           f"best of {args.repeat}")
     with tempfile.TemporaryDirectory() as tmp:
-        for corpus in ("prepare_speed", "realistic"):
+        for corpus in ("prepare_speed", "stress"):
             data = Path(tmp) / f"{corpus}.jsonl"
             if corpus == "prepare_speed":
                 generate(data, args.threads, args.posts, words=(150, 300))
             else:
-                realistic(data, args.threads, args.posts)
+                stress(data, args.threads, args.posts)
             common = [f"output_dir={tmp}/out", f"data.path={data}", f"data.num_proc={args.num_proc}",
                       f"model.tokenizer={ROOT / 'assets' / 'tokenizer'}"]
             configs = {name: load_config(None, [*common, *overrides]) for name, overrides in modes.items()}

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality_speed import realistic  # noqa: E402
+from quality_speed import stress  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "threads.jsonl"
-        realistic(data, args.threads, args.posts)
+        stress(data, args.threads, args.posts)
         cfg = load_config(None, [f"output_dir={tmp}/out", f"data.path={data}", f"data.num_proc={args.num_proc}",
                                  f"model.tokenizer={ROOT / 'assets' / 'tokenizer'}"])
         tokenizer = load_tokenizer(cfg)

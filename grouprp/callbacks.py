@@ -39,8 +39,7 @@ class TrainedTokens:
 class ProgressBar(TrainerCallback):
     """Rank 0 only: step, loss, trained tokens/s, elapsed and ETA (a bar in a terminal, lines in a log)."""
 
-    def __init__(self, trainer) -> None:
-        self.trainer = trainer
+    def __init__(self) -> None:
         self.progress = None
 
     def on_train_begin(self, args, state, control, **kwargs):

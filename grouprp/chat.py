@@ -185,6 +185,12 @@ SCENE_FIELDS = {"user", "characters", "scenario", "title"}
 CHARACTER_FIELDS = {"name", "player", "sheet"}
 
 
+def single_character_scene(run: Run, scenario: Optional[str] = None) -> Scene:
+    """A single-character run's scene: the user label talking to the character, in `scenario` or the config's."""
+    data = run.cfg.data
+    return Scene(user=data.user_label, cast=[data.character], scenario=str(scenario or data.scenario.text or ""))
+
+
 def scene_from_file(path: Union[str, Path], run: Run) -> Scene:
     """A scene from a small YAML or JSON file: `user` and `characters` ({name, sheet}) as in a thread, and for
     single-character runs an optional `scenario`."""
@@ -200,17 +206,15 @@ def scene_from_file(path: Union[str, Path], run: Run) -> Scene:
     unknown = sorted(set(raw) - SCENE_FIELDS)
     if unknown:
         raise DataError(f"{path}: unknown field {unknown[0]!r}; a scene has {', '.join(sorted(SCENE_FIELDS))}")
-    data = run.cfg.data
-    if data.mode == "single_character":
-        scenario = raw.get("scenario") or data.scenario.text
-        return Scene(user=data.user_label, cast=[data.character], scenario=str(scenario or ""))
+    if run.cfg.data.mode == "single_character":
+        return single_character_scene(run, raw.get("scenario"))
     user = raw.get("user")
     characters = raw.get("characters") or []
     if not isinstance(user, str) or not user.strip():
         raise DataError(f"{path}: `user` must name the character you play")
     if not isinstance(characters, list) or not characters:
         raise DataError(f"{path}: `characters` must list the characters of the scene ({{name, sheet}} each)")
-    schema = SheetSchema(data.sheet_schema)
+    schema = SheetSchema(run.cfg.data.sheet_schema)
     cast, sheets = [], {}
     for index, item in enumerate(characters):
         where = f"{path}: characters[{index}]"

@@ -1,4 +1,5 @@
-"""The `grouprp` command: prepare, preview, stats, train. Thin: parse, load the config, call the stage.
+"""The `grouprp` command: one subcommand per stage (prepare, preview, stats, inspect, train, plan, slurm, chat,
+eval, merge, export-preset, card, config-help). Thin: parse, load the config, call the stage.
 
 `grouprp train` runs under any launcher as well as alone:
     deepspeed --num_gpus 2 --module grouprp train configs/lyra_lora.yaml
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from grouprp.config import ConfigError, describe, load_config
-from grouprp.logs import quiet_third_party, setup_logging
+from grouprp.logs import launcher_rank, quiet_third_party, setup_logging
 from grouprp.schema import DataError
 
 log = logging.getLogger("grouprp")
@@ -69,10 +70,6 @@ def without_local_rank(argv: list[str]) -> list[str]:
         else:
             out.append(word)
     return out
-
-
-def launcher_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,16 +181,15 @@ def _sampling(args):
                     max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty)
 
 
-def _loaded(args):
-    from grouprp.inference import load_model, load_run, load_tokenizer
+def _loaded(args, run):
+    """The run's model and tokenizer, and the sampling settings of the command line."""
+    from grouprp.inference import load_model, load_tokenizer
 
-    run = load_run(args.run_dir)
-    sampling = _sampling(args)
-    return run, load_model(run, load_in_8bit=False if args.no_8bit else None), load_tokenizer(run), sampling
+    return load_model(run, load_in_8bit=False if args.no_8bit else None), load_tokenizer(run), _sampling(args)
 
 
 def _chat(args) -> int:
-    from grouprp.chat import ChatSession, Scene, run_script, scene_from_file, scene_from_thread
+    from grouprp.chat import ChatSession, run_script, scene_from_file, scene_from_thread, single_character_scene
     from grouprp.inference import load_run
 
     run = load_run(args.run_dir)  # checked before the model loads
@@ -202,10 +198,10 @@ def _chat(args) -> int:
     elif args.thread:
         scene = scene_from_thread(args.thread, run)
     elif run.cfg.data.mode == "single_character":
-        scene = Scene(user=run.cfg.data.user_label, cast=[run.cfg.data.character], scenario=run.cfg.data.scenario.text)
+        scene = single_character_scene(run)
     else:
         raise DataError("chat: a group run needs a scene: --scene FILE (user and characters) or --thread FILE:ID")
-    run, model, tokenizer, sampling = _loaded(args)
+    model, tokenizer, sampling = _loaded(args, run)
     session = ChatSession(run, model, tokenizer, scene, sampling)
     if args.script:
         lines = sys.stdin if args.script == "-" else _lines(args.script)
@@ -258,9 +254,9 @@ def _eval(args) -> int:
     from grouprp.evaluate import evaluate, format_report, held_out_rows, write_report
     from grouprp.inference import load_run
 
-    held_out_run = load_run(args.run_dir)
-    run, model, tokenizer, sampling = _loaded(args)
-    rows, source = held_out_rows(held_out_run, tokenizer, args.data, args.max_examples)
+    run = load_run(args.run_dir)
+    model, tokenizer, sampling = _loaded(args, run)
+    rows, source = held_out_rows(run, tokenizer, args.data, args.max_examples)
     report = evaluate(run, model, tokenizer, rows, args.generations, sampling, source)
     print(format_report(report))
     log.info("wrote %s", write_report(run, report))
@@ -268,8 +264,6 @@ def _eval(args) -> int:
 
 
 def _merge(args) -> int:
-    from pathlib import Path
-
     from grouprp.inference import Sampling, load_run
     from grouprp.merge import merge
 
@@ -278,8 +272,6 @@ def _merge(args) -> int:
 
 
 def _export(args) -> int:
-    from pathlib import Path
-
     from grouprp.inference import load_run
     from grouprp.presets import export_sillytavern
 
@@ -384,8 +376,10 @@ def format_stats(m: dict) -> str:
 
 def _quality_lines(q: dict) -> list[str]:
     """What the data-quality detectors found (whatever their mode), and the genre shares."""
+    from grouprp.quality.review import DETECTORS
+
     lines = []
-    for name in ("impersonation", "ooc", "duplicates", "low_effort"):
+    for name in DETECTORS:
         d = q[name]
         kinds = ", ".join(f"{k} {v:,}" for k, v in d["kinds"].items())
         found = f"{d['posts_found']:,} posts" + (f" ({kinds})" if kinds else "")
@@ -403,7 +397,8 @@ def _quality_lines(q: dict) -> list[str]:
 
 
 def _train(args) -> int:
-    from grouprp.preemption import REQUEUE_EXIT, Preempted
+    from grouprp.checkpoints import REQUEUE_EXIT
+    from grouprp.preemption import Preempted
     from grouprp.train import run
 
     try:

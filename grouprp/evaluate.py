@@ -9,8 +9,8 @@ pipeline as training. Printed as a table and written to RUN_DIR/eval.json.
 
 from __future__ import annotations
 
+import itertools
 import json
-import logging
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +25,6 @@ from grouprp.quality import has_ooc, impersonation_cut
 from grouprp.schema import DataError, Example
 from grouprp.tokenize import Encoder
 
-log = logging.getLogger("grouprp")
 
 EVAL_FILE = "eval.json"
 
@@ -38,8 +37,8 @@ def held_out_rows(run: Run, tokenizer, data: Optional[str], limit: int) -> tuple
     cfg, split = run.cfg, run.eval_split
     if data or isinstance(split, str):
         path = data or split
-        rows = list(example_rows(replace(cfg, data=replace(cfg.data, path=path)), tokenizer))
-        return rows[:limit], str(path)
+        rows = example_rows(replace(cfg, data=replace(cfg.data, path=path)), tokenizer)
+        return list(itertools.islice(rows, max(limit, 0))), str(path)
     if not split:
         raise DataError(f"{run.path / 'config.yaml'}: the run held out no data (eval.split 0); give some with --data")
     rows = list(example_rows(cfg, tokenizer))
@@ -53,12 +52,8 @@ def evaluate(run: Run, model, tokenizer, rows: list[ExampleRow], generations: in
     if not rows:
         raise DataError(f"eval: no held-out examples in {source}")
     encoder = Encoder(tokenizer)
-    owners: list[list[str]] = []
-    batches = []
-    for row in rows:
-        tokens = encoder.encode([row.example], with_spans=True)[0]
-        owners.append([row.example.owners[i] if i >= 0 else "" for i in tokens.spans])
-        batches.append(tokens)
+    batches = encoder.encode([row.example for row in rows], with_spans=True)
+    owners = [[row.example.owners[i] if i >= 0 else "" for i in tokens.spans] for row, tokens in zip(rows, batches)]
     report: dict[str, Any] = {"source": source, "examples": len(rows),
                               "trained_tokens": int(sum(t.trained for t in batches))}
     per_character: dict[str, dict[str, Any]] = defaultdict(dict)

@@ -10,7 +10,6 @@ string.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +23,6 @@ from grouprp.modes import Mode, get_mode
 from grouprp.schema import DataError, Example
 from grouprp.tokenize import Encoder
 
-log = logging.getLogger("grouprp")
 
 RUN_INFO = "grouprp.json"
 ADAPTER = "adapter_model.safetensors"
@@ -164,14 +162,14 @@ class StopFilter:
             cut, self.stopped_by = min(found)
             self.stopped = True
             out, self.pending = self.pending[:cut], ""
-            return out[:-len(self.close)] if self.close and out.endswith(self.close) else out
+            return out.removesuffix(self.close)
         keep = max((k for s in self.holds for k in range(1, len(s) + 1) if self.pending.endswith(s[:k])), default=0)
         out, self.pending = self.pending[:len(self.pending) - keep], self.pending[len(self.pending) - keep:]
         return out
 
     def finish(self) -> str:
         out, self.pending = self.pending, ""
-        return out[:-len(self.close)] if self.close and out.endswith(self.close) else out
+        return out.removesuffix(self.close)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ a grouprp user filtered out, each by its message at its source (never all warnin
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 log = logging.getLogger("grouprp")
@@ -19,6 +20,11 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+def launcher_rank() -> int:
+    """This process's rank under a launcher (deepspeed, torchrun set RANK), 0 alone: rank 0 speaks for all."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def setup_logging(level: int = logging.INFO) -> None:

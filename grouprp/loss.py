@@ -11,7 +11,6 @@ gives the same numbers.
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import torch
@@ -19,7 +18,6 @@ from torch.utils.checkpoint import checkpoint
 
 from grouprp.tokenize import IGNORE_INDEX
 
-log = logging.getLogger("grouprp")
 
 CHUNK = 1024
 """Trained positions whose logits exist at one time (1,024 x 131,072 fp32 logits: 0.5 GB)."""

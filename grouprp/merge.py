@@ -1,6 +1,6 @@
 """`grouprp merge RUN_DIR --out DIR`: the adapter folded into its base, loadable without PEFT.
 
-The base is loaded in 16 bits (bf16 on a GPU, fp32 on the CPU), never in 8 bits: LoRA's low-rank update is added
+The base is loaded unquantized (bf16 on a GPU, fp32 on the CPU), never in 8 bits: LoRA's low-rank update is added
 to the full-precision weights by PEFT's own `merge_and_unload`. The folder gets safetensors weights, the tokenizer,
 a generation config that carries the format's stop strings and the sampler defaults, and the model card.
 """

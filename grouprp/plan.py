@@ -23,6 +23,7 @@ planner is checked against measured peaks of real training steps on CPU (docs/be
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -93,10 +94,11 @@ class Shape:
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         saved = 4 * self.hidden + 2 * q + 2 * kv + 4 * self.intermediate
         if dropout:  # LoRA's dropout: a dropped copy of each adapted layer's input (and a 1-byte mask each)
-            saved += sum(i for i, _ in self.linear.values())
+            saved += self.dropout_masks()
         return saved
 
     def dropout_masks(self) -> int:
+        """Elements per token of LoRA dropout's masks (one per linear layer's input)."""
         return sum(i for i, _ in self.linear.values())
 
 
@@ -132,8 +134,8 @@ def estimate(cfg: Config, shape: Shape, world_size: int, device: str = "gpu") ->
     t, lora = cfg.train, cfg.lora
     bf16 = device == "gpu" and t.bf16
     compute = 2 if bf16 else 4
-    stage = _zero_stage(cfg)
-    deepspeed = stage is not None
+    zero = zero_settings(t.deepspeed)
+    deepspeed = zero is not None
     items = []
     linear = shape.linear_params
     if cfg.model.load_in_8bit:
@@ -152,15 +154,19 @@ def estimate(cfg: Config, shape: Shape, world_size: int, device: str = "gpu") ->
     adapted = _adapted(shape, lora.target_modules)
     adapter = lora.r * shape.layers * sum(i + o for name, (i, o) in shape.linear.items() if name in adapted)
     if deepspeed:
+        stage = int(zero.get("stage", 0))
+        overlap = bool(zero.get("overlap_comm", stage == 3))  # DeepSpeed's default: on for stage 3 only
+        value = zero.get("reduce_bucket_size", 5e8)
+        elements = shape.hidden * shape.hidden if value == "auto" else int(float(value))
         shards = world_size if stage >= 1 else 1
         grad_shards = world_size if stage >= 2 else 1
         states = adapter * (4 + 8) / shards + adapter * 4 / grad_shards + adapter * compute
-        bucket = _bucket(cfg, shape) * compute * (2 if _overlap(cfg) else 1)
+        bucket = elements * compute * (2 if overlap else 1)
         items.append(Item("LoRA weights, gradients, AdamW states", states,
                           f"{adapter / 1e6:,.1f} M parameters: {'bf16' if bf16 else 'fp32'} weights, fp32 master, "
                           f"moments and gradients, ZeRO-{stage} over {world_size} rank(s)"))
-        items.append(Item("ZeRO gradient buckets", bucket, f"{_bucket(cfg, shape):,} elements"
-                                                           f"{' x 2 (overlap_comm)' if _overlap(cfg) else ''}"))
+        items.append(Item("ZeRO gradient buckets", bucket,
+                          f"{elements:,} elements{' x 2 (overlap_comm)' if overlap else ''}"))
     else:
         items.append(Item("LoRA weights, gradients, AdamW states", adapter * 16,
                           f"{adapter / 1e6:,.1f} M parameters, fp32, on every rank"))
@@ -327,10 +333,14 @@ def report(plan: Plan, cfg: Config, shape: Shape) -> str:
 
 def plan_for(cfg: Config, gpus: Optional[str] = None) -> tuple[Plan, Shape]:
     """The plan for `--gpus` (for example 2xA100-40GB), or for the GPUs of this machine when not given."""
-    shape = model_shape(cfg)
     count, name, size = parse_gpus(gpus) if gpus else local_gpus()
-    plan = estimate(cfg, shape, max(count, 1))
-    plan.gpu, plan.gpu_bytes = name, size
+    return _planned(cfg, max(count, 1), name, size)
+
+
+def _planned(cfg: Config, world_size: int, gpu: Optional[str], gpu_bytes: Optional[float]) -> tuple[Plan, Shape]:
+    shape = model_shape(cfg)
+    plan = estimate(cfg, shape, world_size)
+    plan.gpu, plan.gpu_bytes = gpu, gpu_bytes
     return plan, shape
 
 
@@ -351,9 +361,7 @@ def memory_warning(cfg: Config, world_size: int) -> Optional[str]:
     count, name, size = local_gpus()
     if not count:
         return None
-    shape = model_shape(cfg)
-    plan = estimate(cfg, shape, world_size)
-    plan.gpu, plan.gpu_bytes = name, size
+    plan, shape = _planned(cfg, world_size, name, size)
     if plan.fits:
         return None
     change = cheapest_change(cfg, shape, world_size, size * USABLE)
@@ -370,28 +378,11 @@ def _adapted(shape: Shape, targets) -> set[str]:
     return {name for name in shape.linear if any(name == t or name.endswith(t) for t in names)}
 
 
-def _deepspeed_json(cfg: Config) -> Optional[dict]:
-    import json
-
-    if not cfg.train.deepspeed:
+def zero_settings(path: Optional[str]) -> Optional[dict]:
+    """The `zero_optimization` settings of a DeepSpeed JSON ({} when it has none); None without DeepSpeed."""
+    if not path:
         return None
-    return json.loads(Path(cfg.train.deepspeed).read_text())
-
-
-def _zero_stage(cfg: Config) -> Optional[int]:
-    config = _deepspeed_json(cfg)
-    return None if config is None else int(config.get("zero_optimization", {}).get("stage", 0))
-
-
-def _overlap(cfg: Config) -> bool:
-    config = _deepspeed_json(cfg) or {}
-    zero = config.get("zero_optimization", {})
-    return bool(zero.get("overlap_comm", zero.get("stage", 0) == 3))
-
-
-def _bucket(cfg: Config, shape: Shape) -> int:
-    value = (_deepspeed_json(cfg) or {}).get("zero_optimization", {}).get("reduce_bucket_size", 5e8)
-    return shape.hidden * shape.hidden if value == "auto" else int(float(value))
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {})
 
 
 @contextmanager

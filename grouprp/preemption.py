@@ -6,7 +6,8 @@ handlers for SIGTERM and SIGUSR1 and watches its launcher process; either sets a
 optimizer step the ranks agree (one all-reduce of a flag, max over ranks) whether any was asked to stop, so they
 all stop after the same step: the Trainer then saves its own full checkpoint (adapter, optimizer, scheduler, RNG
 and data position), `CompleteCheckpoints` marks it complete once every rank has written its part, and training
-ends. `grouprp train` exits with REQUEUE_EXIT; a requeued job resumes from that checkpoint (`train.resume: auto`).
+ends. `grouprp train` exits with checkpoints.REQUEUE_EXIT (75); a requeued job resumes from that checkpoint
+(`train.resume: auto`).
 
 transformers' own just-in-time checkpoint (`TrainingArguments.enable_jit_checkpoint`) handles SIGTERM alone, on
 each rank by itself and mid-step; what it lacks here is SIGUSR1, ranks agreeing on one stop step, and noticing a
@@ -25,7 +26,6 @@ from typing import Optional
 
 from transformers import TrainerCallback
 
-from grouprp.checkpoints import REQUEUE_EXIT  # noqa: F401 (the exit code of a stop: part of this module's story)
 
 log = logging.getLogger("grouprp")
 
@@ -46,14 +46,14 @@ class Preempted(Exception):
 class Preemption(TrainerCallback):
     """Signal handlers, a launcher watch, and the per-step agreement; `stopped` holds why training ended early."""
 
-    def __init__(self, watch_launcher: bool = True) -> None:
+    def __init__(self) -> None:
         self.requested: Optional[str] = None
         self.stopped: Optional[str] = None
         self._previous = {}
         self._done = threading.Event()
         for number in SIGNALS:
             self._previous[number] = signal.signal(number, self._on_signal)
-        ancestors = launcher_processes() if watch_launcher else []
+        ancestors = launcher_processes()
         if ancestors:
             threading.Thread(target=self._watch, args=(ancestors,), name="grouprp-launcher-watch",
                              daemon=True).start()

@@ -127,10 +127,7 @@ def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
 
         lengths = load_from_disk(str(target))["length"]
     else:
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="grouprp-stats-") as work:
-            summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None)
-        manifest = summary.manifest(cfg, fingerprint, time.perf_counter() - started, mode.quality is not None)
+        summary, manifest = dry_run(cfg, tokenizer, mode, fingerprint)
         lengths = summary.lengths
     rows = fill(lengths, cfg.data.sequence_len, cfg.train.packing)
     examples, tokens = rows.per_step(cfg.train.global_batch_size)
@@ -138,6 +135,15 @@ def summarize(cfg: Config, tokenizer=None) -> dict[str, Any]:
                                   "token_efficiency": round(rows.efficiency, 4),
                                   "rows_per_step": cfg.train.global_batch_size,
                                   "examples_per_step": round(examples, 2), "tokens_per_step": round(tokens)}}
+
+
+def dry_run(cfg: Config, tokenizer, mode: Mode, fingerprint: str,
+            on_outcome: Optional[Callable[[Outcome], None]] = None) -> tuple["Summary", dict[str, Any]]:
+    """The whole pipeline with nothing written (stats, inspect): its Summary and the manifest prepare would write."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grouprp-dry-run-") as work:
+        summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None, on_outcome=on_outcome)
+    return summary, summary.manifest(cfg, fingerprint, time.perf_counter() - started, mode.quality is not None)
 
 
 def preview_examples(cfg: Config, limit: Optional[int], tokenizer=None) -> Iterator[tuple[str, Example]]:
@@ -153,23 +159,21 @@ def example_rows(cfg: Config, tokenizer=None) -> Iterator[ExampleRow]:
     mode = get_mode(cfg)
     encoder = Encoder(tokenizer) if tokenizer is not None else None
     quality = cfg.data.quality if mode.quality is not None else None
+
+    def deduplicated() -> Iterator[Outcome]:
+        """Every outcome, later copies emptied under duplicates=drop (flagging changes no example)."""
+        repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode == "drop" else None
+        for outcome in _built(mode, cfg, encoder, Accounting()):
+            if repeats is not None:
+                repeats.check(outcome, Summary())
+            yield outcome
+
     capped: set[str] = set()
     if quality is not None and quality.max_genre_share is not None:
         log.info("data.quality.max_genre_share: a first pass over the data decides which threads the cap leaves out")
-        summary = Summary()
-        repeats = Repeats(quality.duplicates) if quality.duplicates.mode != "off" else None
-        for outcome in _built(mode, cfg, encoder, Accounting()):
-            if repeats is not None:
-                repeats.check(outcome, summary)
-            if outcome.rows:
-                summary.kept_keys.append(outcome.key)
-                summary.kept_genres.append(tuple(outcome.genres))
-        capped = {summary.kept_keys[i] for i in _over_cap([main_genre(g) for g in summary.kept_genres],
-                                                          quality.max_genre_share, quality.seed)}
-    repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode == "drop" else None
-    for outcome in _built(mode, cfg, encoder, Accounting()):
-        if repeats is not None:
-            repeats.check(outcome, Summary())
+        kept = [(outcome.key, main_genre(tuple(outcome.genres))) for outcome in deduplicated() if outcome.rows]
+        capped = {kept[i][0] for i in _over_cap([genre for _, genre in kept], quality.max_genre_share, quality.seed)}
+    for outcome in deduplicated():
         if outcome.key not in capped:
             yield from outcome.rows
 

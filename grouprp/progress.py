@@ -18,7 +18,7 @@ class Progress:
     """Counts work done; `update(n, **shown)` adds to the count and shows the extra values beside it."""
 
     def __init__(self, desc: str, unit: str, total: Optional[int] = None, every: float = 10.0,
-                 initial: int = 0, enabled: bool = True) -> None:
+                 initial: int = 0) -> None:
         self.desc, self.unit, self.total, self.every = desc, unit, total, every
         self.count = initial
         self.initial = initial
@@ -26,9 +26,9 @@ class Progress:
         self.reported = self.started
         self.reported_count = -1
         self.shown: dict[str, str] = {}
-        self.enabled = enabled
+        self.enabled = True  # until closed
         self.bar = None
-        if enabled and sys.stderr.isatty():
+        if sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}", dynamic_ncols=True,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional
@@ -21,8 +19,8 @@ import numpy as np
 
 from grouprp.config import Config
 from grouprp.modes import get_mode
-from grouprp.prepare import data_fingerprint, load_tokenizer, run_pipeline
-from grouprp.tokenize import Encoder
+from grouprp.prepare import data_fingerprint, dry_run, load_tokenizer
+from grouprp.quality.review import DETECTORS
 
 MAX_LISTED = 500  # entries left out and characters, at most, in the report's tables
 
@@ -40,11 +38,7 @@ def collect(cfg: Config, tokenizer=None, examples: int = 200, source: str = "") 
         for number, row in enumerate(outcome.rows):
             rows.append((outcome.key, number == len(outcome.rows) - 1, outcome.genres, row))
 
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="grouprp-inspect-") as work:
-        summary = run_pipeline(cfg, mode, Encoder(tokenizer), Path(work), writer=None, on_outcome=take)
-    manifest = summary.manifest(cfg, data_fingerprint(cfg, tokenizer, mode), time.perf_counter() - started,
-                                mode.quality is not None)
+    summary, manifest = dry_run(cfg, tokenizer, mode, data_fingerprint(cfg, tokenizer, mode), on_outcome=take)
     left_out += [{"id": key, "reason": "max_genre_share"} for key in sorted(summary.capped)]
     rows = [r for r in rows if r[0] not in summary.capped]
     posts: dict[str, Counter] = defaultdict(Counter)
@@ -223,7 +217,7 @@ def _accounting(m: dict) -> list[str]:
 
 def _quality(q: dict) -> list[str]:
     rows = []
-    for name in ("impersonation", "ooc", "duplicates", "low_effort"):
+    for name in DETECTORS:
         d = q[name]
         what = [f"{k} {v:,}" for k, v in d["kinds"].items()]
         if name == "duplicates":

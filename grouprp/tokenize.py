@@ -1,4 +1,5 @@
-"""Example -> input_ids + labels. Labels are built in exactly one place, `labels_for`.
+"""Example -> input_ids + labels. Which tokens are trained is decided in one place, `trained_span_of_tokens`, and
+labels are made from that in one place, `_labels`.
 
 The token sequence is the tokenizer's encoding of the whole rendered text (what a front-end would send), after
 the tokenizer's BOS when it has one. A token is trained when its first character lies in a trained span. A
@@ -114,7 +115,7 @@ class Encoder:
     def _tokenized(self, example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]],
                    with_spans: bool = False) -> Tokenized:
         spans = trained_span_of_tokens(example, offsets)
-        labels = np.where(spans >= 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
+        labels = _labels(ids, spans)
         head = [] if self.bos is None else [self.bos]
         tail = []
         if example.append_eos:
@@ -138,8 +139,12 @@ def encode_batch(examples: Sequence[Example], tokenizer) -> list[Tokenized]:
 
 def labels_for(example: Example, ids: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Each token's id where its first character lies in a trained span, else IGNORE_INDEX (int32)."""
-    ids = np.asarray(ids, dtype=np.int32)
-    return np.where(trained_span_of_tokens(example, offsets) >= 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
+    return _labels(np.asarray(ids, dtype=np.int32), trained_span_of_tokens(example, offsets))
+
+
+def _labels(ids: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """A token's id where it lies in a trained span (span index >= 0), else IGNORE_INDEX."""
+    return np.where(spans >= 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
 
 
 def trained_span_of_tokens(example: Example, offsets: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -22,9 +22,9 @@ import yaml
 from grouprp.checkpoints import checkpoint_problem, latest_complete
 from grouprp.config import Config, ConfigError, to_dict
 from grouprp.inference import CARD_COPY, RUN_INFO, Sampling
-from grouprp.logs import quiet_third_party
+from grouprp.logs import launcher_rank, quiet_third_party
 from grouprp.packing import PackedRows, fill, packed_dataset
-from grouprp.plan import memory_warning, model_config
+from grouprp.plan import memory_warning, model_config, zero_settings
 from grouprp.preemption import Preempted, Preemption
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
@@ -60,9 +60,10 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     accumulation = gradient_accumulation(cfg, world_size)
     quiet_third_party()
     check_before_loading(cfg)
-    warning = memory_warning(cfg, world_size)
-    if warning and int(os.environ.get("RANK", "0")) == 0:
-        log.warning("%s", warning)
+    if launcher_rank() == 0:  # one rank is enough to say it
+        warning = memory_warning(cfg, world_size)
+        if warning:
+            log.warning("%s", warning)
     preemption = Preemption()  # from here on SIGTERM and SIGUSR1 mean: stop after a step, with a checkpoint
     try:
         return _run(cfg, callbacks, world_size, accumulation, preemption)
@@ -72,6 +73,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
 
 def _run(cfg: Config, callbacks: Sequence[Any], world_size: int, accumulation: int, preemption: Preemption) -> Path:
 
+    import pyarrow.compute as pc
     import torch
     from accelerate import PartialState
     from transformers import set_seed
@@ -102,7 +104,8 @@ def _run(cfg: Config, callbacks: Sequence[Any], world_size: int, accumulation: i
     dataset, manifest = load_prepared(output_dir)
     _require_examples(manifest, output_dir)
     train_set, eval_set = split_for_eval(cfg, dataset, tokenizer)
-    rows = fill([len(ids) for ids in train_set["input_ids"]], cfg.data.sequence_len, cfg.train.packing)
+    lengths = pc.list_value_length(train_set.with_format("arrow")["input_ids"]).to_numpy()  # no token is copied
+    rows = fill(lengths.tolist(), cfg.data.sequence_len, cfg.train.packing)
     if cfg.train.packing:
         train_set = packed_dataset(train_set, cfg.data.sequence_len,
                                    output_dir / "packed" / f"train-rank{state.process_index}.arrow")
@@ -423,7 +426,7 @@ def _trainer(cfg, args, model, tokenizer, train_set, eval_set, callbacks):
     trainer.loss_path = loss_path(cfg.train.loss)
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
-    trainer.add_callback(ProgressBar(trainer))
+    trainer.add_callback(ProgressBar())
     trainer.add_callback(CompleteCheckpoints(keep=cfg.train.save_total_limit))
     if cfg.train.stop_after_steps:
         trainer.add_callback(StopAfter(cfg.train.stop_after_steps))
@@ -461,14 +464,14 @@ def _metrics(trainer) -> dict:
             "eval_loss": eval_losses[-1] if eval_losses else None}
 
 
-def model_card(cfg: Config, mode, rows, world_size: int, accumulation: int, metrics: dict, loss: str) -> str:
+def model_card(cfg: Config, mode, filled, world_size: int, accumulation: int, metrics: dict, loss: str) -> str:
     """A model card whose "Training metrics" block is filled from the run."""
     t, lora = cfg.train, cfg.lora
-    stage = _deepspeed_stage(t.deepspeed)
+    zero = zero_settings(t.deepspeed)
     quantization = "8-bit (bitsandbytes LLM.int8)" if cfg.model.load_in_8bit else "none (full precision base)"
     targets = _targets(cfg)
     rows = [
-        ("Samples", f"{rows.examples:,}" + (f" in {rows.rows:,} packed rows" if t.packing else "")),
+        ("Samples", f"{filled.examples:,}" + (f" in {filled.rows:,} packed rows" if t.packing else "")),
         ("GPUs", f"{world_size}" + ("" if _on_gpu() else " (CPU processes)")),
         ("Global batch size", f"{t.global_batch_size} (micro batch {t.micro_batch_size} x accumulation "
                               f"{accumulation} x {world_size})"),
@@ -477,11 +480,11 @@ def model_card(cfg: Config, mode, rows, world_size: int, accumulation: int, metr
         ("Epochs", f"{t.epochs:g}" + (f" (max_steps {t.max_steps})" if t.max_steps > 0 else "")),
         ("Learning rate", f"{t.learning_rate:g}"),
         ("Scheduler", f"{t.lr_scheduler}, warmup ratio {t.warmup_ratio:g}"),
-        ("DeepSpeed", f"ZeRO stage {stage}" if stage is not None else "not used"),
+        ("DeepSpeed", f"ZeRO stage {zero.get('stage', 0)}" if zero is not None else "not used"),
         ("Sequence length", f"{cfg.data.sequence_len:,}"),
         ("One optimizer step", "about {:,.1f} examples, {:,.0f} tokens ({} row{}; token efficiency {:.3f})".format(
-            *rows.per_step(t.global_batch_size), t.global_batch_size, "s" if t.global_batch_size > 1 else "",
-            rows.efficiency)),
+            *filled.per_step(t.global_batch_size), t.global_batch_size, "s" if t.global_batch_size > 1 else "",
+            filled.efficiency)),
         ("Loss", loss),
         ("Optimizer steps", f"{metrics['steps']}"),
         ("Final train loss", _fmt(metrics["final_train_loss"])),
@@ -531,12 +534,6 @@ def _targets(cfg: Config) -> str:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _deepspeed_stage(path: Optional[str]) -> Optional[int]:
-    if not path:
-        return None
-    return json.loads(Path(path).read_text()).get("zero_optimization", {}).get("stage")
 
 
 def _on_gpu() -> bool:

@@ -22,7 +22,7 @@ from grouprp.cli import main
 from grouprp.formats.group import SYSTEM_INTRO
 from grouprp.inference import Sampling, StopFilter, load_model, load_run, load_tokenizer
 from grouprp.presets import sillytavern_presets
-from grouprp.schema import Entry, Turn
+from grouprp.schema import DataError, Entry, Turn
 from grouprp.sources import read_threads
 
 pytestmark = pytest.mark.slow
@@ -170,7 +170,7 @@ def test_a_saved_conversation_reads_back_as_a_thread(lyra_run, scene_file, tmp_p
                                                            "Pell": "Strengths: quick, quiet"}
 
 
-def test_a_sillytavern_group_chat_continued_in_grouprp_chat_and_saved_reads_back(lyra_run, tmp_path, capsys):
+def test_a_sillytavern_group_chat_continued_in_grouprp_chat_and_saved_reads_back(lyra_run, tmp_path):
     from grouprp.chat import scene_from_thread
 
     chat = ROOT / "data" / "sample" / "sillytavern" / "group chats" / "2025-03-05@21h40m02s300ms.jsonl"
@@ -309,7 +309,7 @@ def test_sillytavern_presets_reproduce_the_trained_format_character_for_characte
 def test_the_single_character_format_has_no_preset_and_says_so(alichat_run, tmp_path, capsys):
     assert main(["export-preset", str(alichat_run), "--out", str(tmp_path / "st")]) == 2
     assert "the alichat format has no SillyTavern equivalent yet" in capsys.readouterr().err
-    with pytest.raises(Exception):
+    with pytest.raises(DataError, match="no SillyTavern equivalent"):
         sillytavern_presets(load_run(alichat_run).format(), "x")
 
 

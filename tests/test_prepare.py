@@ -161,17 +161,6 @@ def test_preview_json_needs_no_tokenizer_and_says_it_cannot_window(tmp_path, thr
     assert "long threads are shown whole, not cut into sequence_len windows" in err
 
 
-def test_preview_with_a_tokenizer_shows_windows(tmp_path, capsys):
-    thread = make_thread("long", ("Ann", "Bo") * 20)
-    path = write_jsonl(tmp_path / "t.jsonl", [thread])
-    _, config_path = make_config(tmp_path, path, name="p.yaml")
-    assert main(["preview", str(config_path), "--json", "--n", "0", "data.sequence_len=256"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1
-    assert main(["preview", str(config_path), "--json", "--n", "0", "data.sequence_len=256",
-                 "--tokenizer", str(TOKENIZER)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) > 1
-
-
 def test_stats_prints_accounting_lengths_and_trained_share(tmp_path, threads_file, capsys):
     _, config_path = make_config(tmp_path, threads_file, name="s.yaml")
     assert main(["stats", str(config_path)]) == 0

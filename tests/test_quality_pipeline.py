@@ -165,8 +165,6 @@ class Segments(HTMLParser):
             self.stack.pop()
 
     def handle_data(self, data):
-        if self.current is None or not self.stack and not self.current.get("in_pre"):
-            pass
         if self.current is None:
             return
         tag, attrs = self.stack[-1] if self.stack else ("", {})

@@ -13,10 +13,9 @@ from grouprp.config import load_config
 from grouprp.filters import Accounting
 from grouprp.formats import get_format
 from grouprp.prepare import load_prepared, prepare
-from grouprp.schema import DataError
 from grouprp.modes import get_mode
 from grouprp.modes.single import replies_in_scene
-from grouprp.schema import Reply
+from grouprp.schema import DataError, Reply
 from grouprp.sources.cards import Card, load_card
 from grouprp.sources.scenarios import ScenarioSource
 from grouprp.sources.scripts import Line, Scene, parse_line, read_scenes

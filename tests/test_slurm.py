@@ -28,7 +28,6 @@ status=0; for job in $(jobs -p); do wait "$job" || status=$?; done; exit $status
 LAUNCHER = '''{
   printf '%s' "$(basename "$0")"; printf ' %q' "$@"; echo
   echo "ignored-usr1 $(( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status) >> 9 & 1 ))"
-  [ -f "${HOSTFILE_SEEN:-/nonexistent}" ] || true
 } >> "$CALLS"
 for file in hostfile-*; do [ -f "$file" ] && sed "s/^/hostfile: /" "$file" >> "$CALLS"; done
 if [ -n "${FAKE_WAIT_FOR_STOP:-}" ]; then  # a training run: it stops (with a checkpoint) when asked to

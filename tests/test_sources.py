@@ -78,29 +78,34 @@ def posts_csv(tmp_path, *lines):
     return path
 
 
+def bad_csv_row(tmp_path, row):
+    """A posts table whose middle row is broken, between two good ones of thread `good`."""
+    return posts_csv(tmp_path, "good,amy,fine", row, "good,bob,also fine")
+
+
 def csv_unquoted_comma(tmp_path):
-    return posts_csv(tmp_path, "good,amy,fine", "x,amy,Well, then.", "good,bob,also fine"), \
+    return bad_csv_row(tmp_path, "x,amy,Well, then."), \
         "posts.csv:3: 4 cells where the header has 3; a comma inside a cell's text needs quoting"
 
 
 def csv_missing_cell(tmp_path):
-    return posts_csv(tmp_path, "good,amy,fine", "x,amy", "good,bob,also fine"), \
-        "posts.csv:3: 2 cells where the header has 3"
+    return bad_csv_row(tmp_path, "x,amy"), "posts.csv:3: 2 cells where the header has 3"
 
 
 def csv_stray_quote(tmp_path):
-    return posts_csv(tmp_path, "good,amy,fine", 'x,amy,"Halt" he said', "good,bob,also fine"), \
-        "posts.csv:3: broken quoting"
+    return bad_csv_row(tmp_path, 'x,amy,"Halt" he said'), "posts.csv:3: broken quoting"
 
 
 def csv_unclosed_quote(tmp_path):
-    return posts_csv(tmp_path, "good,amy,fine", 'x,amy,"Halt', "good,bob,also fine"), \
-        "posts.csv:3: broken quoting"
+    return bad_csv_row(tmp_path, 'x,amy,"Halt'), "posts.csv:3: broken quoting"
 
 
 def csv_cell_too_long(tmp_path):
-    return posts_csv(tmp_path, "good,amy,fine", f'x,amy,"{"word " * 30_000}"', "good,bob,also fine"), \
+    return bad_csv_row(tmp_path, f'x,amy,"{"word " * 30_000}"'), \
         "posts.csv:3: a cell over data.max_post_chars (100,000 characters)"
+
+
+BAD_CSV_ROWS = [csv_unquoted_comma, csv_missing_cell, csv_stray_quote, csv_unclosed_quote, csv_cell_too_long]
 
 
 def posts_jsonl_row_without_text(tmp_path):
@@ -139,10 +144,9 @@ def corrupt_parquet(tmp_path):
     return tmp_path / "d", "b.parquet: not a readable Parquet file"
 
 
-BAD_INPUTS = [bad_json_line, thread_without_posts, wrong_types, empty_file, non_utf8, huge_post, csv_without_thread_id,
-              csv_unquoted_comma, csv_missing_cell, csv_stray_quote, csv_unclosed_quote, csv_cell_too_long,
-              posts_jsonl_row_without_text, huge_integer, deep_nesting, broken_surrogate_id, duplicate_thread_id,
-              corrupt_parquet]
+BAD_INPUTS = [bad_json_line, thread_without_posts, wrong_types, empty_file, non_utf8, huge_post,
+              csv_without_thread_id, *BAD_CSV_ROWS, posts_jsonl_row_without_text, huge_integer, deep_nesting,
+              broken_surrogate_id, duplicate_thread_id, corrupt_parquet]
 
 
 @pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__)
@@ -168,7 +172,7 @@ def test_skip_counts_the_bad_record_and_uses_the_rest(tmp_path, make):
     assert accounting.dropped["malformed"] == 1
     assert [t.id for t in good] == ([] if make in (empty_file, csv_without_thread_id) else ["good"])
     assert accounting.entries_in == len(good) + 1
-    if make in (csv_unquoted_comma, csv_missing_cell, csv_stray_quote, csv_unclosed_quote, csv_cell_too_long):
+    if make in BAD_CSV_ROWS:
         # the rows after the bad one are read as rows: nothing is swallowed
         assert [p.text for p in good[0].posts] == ["fine", "also fine"]
 

@@ -172,7 +172,8 @@ def test_the_eval_loss_is_the_same_on_two_ranks_as_on_one(full_run, base_model, 
     command = [str(BIN / "grouprp"), "train", "configs/demo.yaml", f"output_dir={tmp_path}", f"model.base={base_model}",
                "train.deepspeed=null", "train.max_steps=1", "train.report_to=[none]"]
     check(subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600))
-    held_out = json.loads((full_run / "manifest.json").read_text())["examples"]
+    held_out = int(re.search(r"(\d+) held out for eval", (full_run / "console.txt").read_text()).group(1))
+    assert held_out % 2 == 1  # the premise: two ranks cannot split them evenly
     one = json.loads((tmp_path / "grouprp.json").read_text())["metrics"]["eval_loss_before"]
     two = json.loads((full_run / "grouprp.json").read_text())["metrics"]["eval_loss_before"]
     assert abs(one - two) < 1e-4, (one, two, held_out)

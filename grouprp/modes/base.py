@@ -18,7 +18,7 @@ from grouprp.config import Config
 from grouprp.filters import Accounting
 from grouprp.schema import Example, Malformed
 from grouprp.sources import input_files
-from grouprp.sources.cards import TAVERN_SUFFIXES
+from grouprp.sources.cards import card_files
 from grouprp.tokenize import Encoder, Tokenized
 
 
@@ -84,5 +84,5 @@ class Mode(ABC):
         """Every file whose bytes decide the examples (for the dataset cache's fingerprint)."""
         extra = [Path(p) for p in (self.data.sheets, self.data.card, self.data.quality.genres) if p]
         if self.data.cards:
-            extra += sorted(p for p in Path(self.data.cards).rglob("*") if p.suffix.lower() in TAVERN_SUFFIXES)
+            extra += card_files(self.data.cards)
         return input_files(self.data, self.file_suffixes) + extra

@@ -110,9 +110,7 @@ class SingleCharacterMode(Mode):
 
 
 def _clean_card(card: Card) -> Card:
-    def text(value: str) -> str:
-        return strip_control_characters(value)[0].strip()
-
+    text = clean_name  # what a card's text needs too: no control characters, no outer whitespace
     return Card(clean_name(card.name), text(card.source), tuple((text(q), text(a)) for q, a in card.persona),
                 tuple(text(t) for t in card.traits), text(card.description),
                 tuple((role, text(line)) for role, line in card.examples))

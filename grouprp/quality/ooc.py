@@ -25,8 +25,6 @@ _MENTION = re.compile(r"(?:^|(?<=[\s(\[]))@[A-Za-z][\w.\-]*", re.M)
 _LINK = re.compile(r"\b(?:https?://|www\.)\S+", re.I)
 _EDIT = re.compile(r"(?:^|(?<=[\s(\[*_]))(?:edit(?:ed)?|eta|ninja[ -]edit)\b\s*(?:\d+\s*)?[:\-\u2013\u2014]"
                    r"|(?:^|(?<=[\s(\[*_]))edited (?:to|for|because|bc)\b", re.I | re.M)
-_CHAT = re.compile(r"(?<![\w'])(?:brb|afk|gtg|g2g|ttyl|bbl|lol|lmao|rofl|omg|tbh|imo|imho|idk|btw|irl)(?![\w'])",
-                   re.I)
 _APOLOGY = re.compile(
     r"(?:^|(?<=[\s(\[*_]))(?:sorry|apologies|apologi[sz]e|my bad)\b[^.!?\n]{0,40}?\b(?:late|wait|delay|short|"
     r"slow|length|long|absen\w*|typos?|mobile|phone|post\w*|repl\w*|update|crap|rushed|quality|filler|lame|"
@@ -39,12 +37,13 @@ _META = re.compile(
     r"(?:all|everyone|guys|folks)\b)", re.I)
 _CHAT_WORDS = frozenset(("brb", "afk", "gtg", "g2g", "ttyl", "bbl", "lol", "lmao", "rofl", "omg", "tbh", "imo",
                          "imho", "idk", "btw", "irl"))
+_CHAT = re.compile(rf"(?<![\w'])(?:{'|'.join(sorted(_CHAT_WORDS))})(?![\w'])", re.I)
 _PATTERNS = (
     ("bracketed", _BRACKETED, {"ooc"}, ("((", "o.o.c")), ("marker", _MARKER, {"ooc"}, ("o.o.c",)),
     ("slashes", _SLASHES, set(), ("//",)), ("edit", _EDIT, {"edit", "edited", "eta"}, ()),
     ("link", _LINK, {"http", "https", "www"}, ()), ("mention", _MENTION, set(), ("@",)),
     ("chat", _CHAT, _CHAT_WORDS, ()), ("apology", _APOLOGY, {"sorry", "apologies", "apologise", "apologize", "bad"}, ()),
-    ("meta", _META, {"turn", "move", "hope", "hopefully", "let", "feel", "writer's", "writers", "writers", "post",
+    ("meta", _META, {"turn", "move", "hope", "hopefully", "let", "feel", "writer's", "writers", "post",
                      "posting", "reply", "write", "posters", "rpers", "roleplayers", "muse", "sheet", "cs", "sorry",
                      "apologies"}, ()))
 """Each kind's pattern, and the words (or, for the few cues that are not words, the text) every match of it

@@ -11,7 +11,7 @@ from typing import Iterator, Optional, Union
 
 from grouprp.config import DataConfig
 from grouprp.schema import CharacterInfo, DataError, Malformed, Thread
-from grouprp.sources.cards import TAVERN_SUFFIXES, TavernCard, read_tavern_card
+from grouprp.sources.cards import TavernCard, card_files, read_tavern_card
 from grouprp.sources.sillytavern import looks_like_sillytavern, read_sillytavern
 from grouprp.sources.tables import TABLE_SUFFIXES, SheetIndex, read_posts_tables
 from grouprp.sources.threads import read_json_lines, read_threads_json, read_threads_jsonl
@@ -118,7 +118,7 @@ def load_cards(folder: Path) -> tuple[dict[str, TavernCard], list[Malformed]]:
     files that are not readable cards, as Malformed input."""
     cards: dict[str, TavernCard] = {}
     bad = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TAVERN_SUFFIXES):
+    for path in card_files(folder):
         try:
             card = read_tavern_card(path)
         except DataError as exc:

@@ -109,6 +109,11 @@ class TavernCard:
                     examples=parse_examples(self.mes_example, user=user_label, char=self.name))
 
 
+def card_files(folder: Union[str, Path]) -> list[Path]:
+    """The Character Card files below a folder, in path order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in TAVERN_SUFFIXES)
+
+
 def read_tavern_card(path: Union[str, Path]) -> TavernCard:
     """A Character Card from a `.json` file or a `.png` image; V3's `ccv3` chunk wins over V2's `chara`."""
     path = Path(path)
@@ -159,8 +164,8 @@ def parse_tavern_card(obj: Any, where: str) -> TavernCard:
     extensions = data.get("extensions") or {}
     if not isinstance(extensions, dict):
         raise DataError(f"{where}: `{prefix}extensions` must be an object")
-    source = (extensions.get("grouprp") or {}).get("source", "") if isinstance(extensions.get("grouprp"), dict) \
-        else ""
+    ours = extensions.get("grouprp")
+    source = ours.get("source", "") if isinstance(ours, dict) else ""
     values["name"] = values["name"].strip()
     return TavernCard(**values, spec=kind, source=str(source), extensions=extensions, path=where)
 
@@ -211,23 +216,21 @@ def parse_examples(text: str, user: str, char: str) -> tuple[tuple[str, str], ..
     """mes_example as SillyTavern reads it: blocks after each <START>, a line opening with `{{user}}:` or
     `{{char}}:` (or the names) starts a turn, other lines continue it. Returns (role, text) pairs, with ("", "")
     between blocks."""
+    labels = (("user", f"{user}:"), ("char", f"{char}:"))
     out: list[tuple[str, str]] = []
     for block in _START.split(text):
         turns: list[list[str]] = []
-        for line in replace_macros(block, user="\x00user", char="\x00char").splitlines():
-            speaker = next((role for role, label in (("user", "\x00user:"), ("char", "\x00char:"),
-                                                     ("user", f"{user}:"), ("char", f"{char}:"))
-                            if line.lstrip().startswith(label)), None)
-            if speaker:
-                turns.append([speaker, line.lstrip().split(":", 1)[1].strip()])
-            elif turns and line.strip():
-                turns[-1][1] += "\n" + line.strip()
+        for line in replace_macros(block, user=user, char=char).splitlines():
+            line = line.strip()
+            role = next((role for role, label in labels if line.startswith(label)), None)
+            if role:
+                turns.append([role, line.split(":", 1)[1].strip()])
+            elif turns and line:
+                turns[-1][1] += "\n" + line
         turns = [t for t in turns if t[1]]
-        if turns:
-            if out:
-                out.append(("", ""))
-            out += [(role, replace_macros(body.replace("\x00user", user).replace("\x00char", char), user, char))
-                    for role, body in turns]
+        if turns and out:
+            out.append(("", ""))
+        out += [(role, body) for role, body in turns]
     return tuple(out)
 
 
