@@ -54,6 +54,11 @@ def deepspeed_grouprp_train(*args, timeout=900):
     return subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
+def buffers_left(port: int) -> list[Path]:
+    """DeepSpeed's CPU all-reduce files in /dev/shm of the run whose rendezvous was on `port`."""
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
+
+
 def check(result):
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
@@ -76,6 +81,7 @@ def full_run(tmp_path_factory, base_model):
     result = check(deepspeed(ROOT / "launch" / "train.py", "--config", "configs/demo.yaml", f"output_dir={out}",
                              f"model.base={base_model}", *COMMON))
     (out / "console.txt").write_text(result.stdout + result.stderr)
+    (out / "port.txt").write_text(result.args[result.args.index("--master_port") + 1])
     return out
 
 
@@ -152,6 +158,7 @@ def test_two_rank_deepspeed_8bit_run_learns_and_saves_a_loadable_adapter(full_ru
     assert "micro batch 1 x accumulation 2 x 2" in card and "8-bit (bitsandbytes LLM.int8)" in card
     assert load_config(full_run / "config.yaml").train.global_batch_size == 4
     assert list((full_run / "checkpoints" / "runs").iterdir()), "no TensorBoard logs"
+    assert buffers_left(int((full_run / "port.txt").read_text())) == []  # DeepSpeed's CPU all-reduce files
 
     import torch
     from peft import PeftModel
@@ -450,6 +457,7 @@ def test_sigusr1_mid_epoch_stops_every_rank_after_one_step_with_a_checkpoint_and
         os.killpg(process.pid, signal.SIGUSR1)
     assert process.wait(timeout=600) == 75, log.read_text()[-3000:]
     assert until_gone(f"output_dir={tmp_path}") == [] and port_is_free(port)
+    assert buffers_left(port) == []
     saved = list((tmp_path / "checkpoints").glob("checkpoint-*"))
     assert len(saved) == 1, saved
     stop = int(saved[0].name.split("-")[1])
@@ -485,7 +493,7 @@ def test_a_signal_to_the_launcher_alone_reaches_every_rank_and_none_outlives_it(
     process.wait(timeout=120)
     # the ranks saw it go, saved, and ended
     assert until_gone(f"output_dir={tmp_path}") == [], log.read_text()[-3000:]
-    assert port_is_free(port)
+    assert port_is_free(port) and buffers_left(port) == []
     saved = list((tmp_path / "checkpoints").glob("checkpoint-*"))
     assert len(saved) == 1 and checkpoint_problem(saved[0]) is None, (saved, log.read_text()[-3000:])
     text = log.read_text()
