@@ -77,6 +77,43 @@ def test_labels_follow_each_tokens_first_character():
     assert labels_for(Example("ab  cd", ((2, 6),)), [1, 2, 3], [(0, 2), (2, 4), (4, 6)]).tolist() == [IGNORE_INDEX, 2, 3]
 
 
+SPACED = st.text(alphabet="ab Zq.,\t\n\u00a0\u3000\u2028\u00e9\u65e5\u672c\U0001f642-'", min_size=1, max_size=60)
+
+
+@st.composite
+def spanned_texts(draw):
+    """A text of words, every kind of whitespace and multi-byte characters, with sorted disjoint trained spans."""
+    text = draw(SPACED)
+    # edges right after whitespace are where a token's start and its first character differ
+    edges = [p + 1 for p, c in enumerate(text) if c in " \t\n\u00a0\u3000\u2028"] or [0]
+    position = st.one_of(st.integers(0, len(text)), st.sampled_from(edges))
+    cuts = sorted(set(draw(st.lists(position, max_size=8))))
+    return text, tuple((a, b) for a, b in zip(cuts[::2], cuts[1::2]) if a < b)
+
+
+def plain_rule(text, offsets, trained):
+    """The labelling rule read literally, one token at a time: the span holding the token's first non-whitespace
+    character (its start when it has none), or -1."""
+    out = []
+    for start, end in offsets:
+        first = next((p for p in range(start, end) if text[p] not in " \t\n\r\x0b\x0c\u00a0\u2028\u2029\u3000"), start)
+        out.append(next((k for k, (a, b) in enumerate(trained) if a <= first < b), -1))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=spanned_texts())
+def test_each_tokens_span_is_found_by_bisection_as_by_reading_every_token(tokenizer, nemo_tokenizer, case):
+    text, trained = case
+    for tok in (tokenizer, nemo_tokenizer):
+        encoding = tok.backend_tokenizer.encode(text, add_special_tokens=False)
+        expected = plain_rule(text, encoding.offsets, trained)
+        tokens = Encoder(tok).encode([Example(text, trained)], with_spans=True)[0]
+        assert tokens.spans[1:].tolist() == expected, (text, trained, encoding.offsets)
+        assert labels_for(Example(text, trained), encoding.ids, encoding.offsets).tolist() == [
+            token if span >= 0 else IGNORE_INDEX for token, span in zip(encoding.ids, expected)]
+
+
 def test_windows_are_consecutive_fit_and_end_on_a_model_post():
     turns = tuple(Turn(c, f"{c} {i}", "user" if c == "U" else "model") for i, c in enumerate("UAUBUAUAUBUUA"))
     entry = Entry("e", "U", turns)
