@@ -33,8 +33,11 @@ def config(*overrides):
 
 
 def plan_and_tokens(entry, cutter, data):
+    """As prepare plans: the sliced cutter knows how far a window can reach (bisection from there), the encoding
+    one does not (galloping from one post)."""
     plan = split_into_windows(entry, lambda w: cutter.length(w) <= data.sequence_len,
-                              lambda w: filter_reason(w, data), borrow=data.window_context)
+                              lambda w: filter_reason(w, data), borrow=data.window_context,
+                              reach=lambda start: cutter.reach(start, data.sequence_len))
     return plan, [cutter.tokens(w) for w in plan.windows]
 
 

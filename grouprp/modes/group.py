@@ -76,7 +76,8 @@ class GroupMode(Mode):
         """The entry cut into windows that fit; an entry none of whose windows survives is dropped as too_long."""
         cutter = _SlicedWindows.of(self.format, kept.entry, whole, encoder) or _EncodedWindows(self.format, encoder)
         plan = split_into_windows(kept.entry, lambda w: cutter.length(w) <= self.data.sequence_len,
-                                  lambda w: filter_reason(w, self.data), borrow=self.data.window_context)
+                                  lambda w: filter_reason(w, self.data), borrow=self.data.window_context,
+                                  reach=lambda start: cutter.reach(start, self.data.sequence_len))
         if not plan.windows:
             return Outcome([], "too_long", kept.posts_removed, kept.posts_changed)
         rows = [self._row(window, self.format.render(window), cutter.tokens(window)) for window in plan.windows]
@@ -102,6 +103,11 @@ class _EncodedWindows:
 
     def length(self, window: Entry) -> int:
         return len(self.tokens(window))
+
+    @staticmethod
+    def reach(start: int, sequence_len: int) -> None:
+        """Unknown without encoding: the search gallops from short windows instead."""
+        return None
 
 
 class _SlicedWindows:
@@ -133,25 +139,19 @@ class _SlicedWindows:
         return window.start, window.start + len(window.turns)
 
     def _system(self, window: Entry) -> np.ndarray:
+        """The window's system block (its cast's bios), encoded once per cast: the search for a window's end
+        probes windows near the end it finds, so it asks for one or two casts per window."""
         key = tuple(window.characters)
         if key not in self.systems:
-            self._encode_systems(window)
+            head = 1 if self.encoder.bos is not None else 0
+            self.systems[key] = self.encoder.encode([self.format.system_block(window)])[0].input_ids[head:]
         return self.systems[key]
 
-    def _encode_systems(self, window: Entry) -> None:
-        """The system blocks of this window and of every longer one starting where it starts, in one batch: as a
-        window grows, its cast grows one character at a time, so there are a handful."""
-        ends, seen = [], set()
-        for end in range(window.start, len(self.entry.turns)):
-            if self.entry.turns[end].character not in seen:
-                seen.add(self.entry.turns[end].character)
-                ends.append(end + 1)
-        grown = [window_of(self.entry, window.start, end, 0) for end in ends]
-        candidates = {tuple(w.characters): w for w in [window, *grown] if tuple(w.characters) not in self.systems}
-        tokens = self.encoder.encode([self.format.system_block(w) for w in candidates.values()])
-        head = 1 if self.encoder.bos is not None else 0
-        for key, encoded in zip(candidates, tokens):
-            self.systems[key] = encoded.input_ids[head:]
+    def reach(self, start: int, sequence_len: int) -> int:
+        """The furthest end a window from turn `start` could have: where its posts alone fill sequence_len."""
+        room = sequence_len - (1 if self.encoder.bos is not None else 0) - self.tail
+        end = int(np.searchsorted(self.starts, self.starts[start] + room, side="right")) - 1
+        return max(start, min(end, len(self.entry.turns)))
 
     def length(self, window: Entry) -> int:
         first, last = self._turns(window)
@@ -178,21 +178,22 @@ class WindowPlan:
 
 
 def split_into_windows(entry: Entry, fits: Callable[[Entry], bool],
-                       failed_filter: Callable[[Entry], Optional[str]], borrow: bool = False) -> WindowPlan:
+                       failed_filter: Callable[[Entry], Optional[str]], borrow: bool = False,
+                       reach: Callable[[int], Optional[int]] = lambda start: None) -> WindowPlan:
     """Cut an entry into consecutive windows of whole posts, each as long as fits, ending on a model post.
 
     A user post at the end of a window moves to the start of the next one instead of being dropped. A window
     that fails the entry filters on its own may, with `borrow`, start earlier: it takes the fewest posts of the
     window before it, as context that is shown but never trained, that make it pass and still fit. A window that
     fails anyway is dropped and counted under the filter's reason; a single post that cannot fit at all is
-    counted as too_long.
+    counted as too_long. `reach(start)`, when known, is an end no window from `start` can go past.
     """
     turns = entry.turns
     windows: list[Entry] = []
     dropped: Counter = Counter()
     start, previous = 0, 0
     while start < len(turns):
-        end = _longest_fit(entry, start, fits)
+        end = _longest_fit(entry, start, fits, reach(start))
         if end == start:  # this post alone is longer than sequence_len
             dropped["too_long"] += 1
             start += 1
@@ -233,26 +234,32 @@ def window_of(entry: Entry, start: int, end: int, index: int, context: int = 0) 
                    bios={k: v for k, v in entry.bios.items() if k in names})
 
 
-def _longest_fit(entry: Entry, start: int, fits: Callable[[Entry], bool]) -> int:
-    """The largest end such that turns [start, end) fit, or start when even one post does not.
+def _longest_fit(entry: Entry, start: int, fits: Callable[[Entry], bool], furthest: Optional[int] = None) -> int:
+    """The largest end such that turns [start, end) fit, or start when even one post does not: O(log n) probes.
 
-    Galloping then bisection: O(log n) renders per window instead of one per post.
+    With `furthest` (no end beyond it fits), `furthest` itself first, then bisection below it: the windows probed
+    are near the one found. Without, galloping from one post (1, 2, 4, ... posts) until one does not fit, then
+    bisection: no probe is much longer than the window found.
     """
     n = len(entry.turns)
-    if not fits(window_of(entry, start, start + 1, 0)):
-        return start
-    good, step = start + 1, 1
-    while good < n:
-        probe = min(n, good + step)
-        if not fits(window_of(entry, start, probe, 0)):
-            bad = probe
-            break
-        good, step = probe, step * 2
+
+    def fits_to(end: int) -> bool:
+        return fits(window_of(entry, start, end, 0))
+
+    if furthest is None:
+        good, step = start, 1
+        while good < n and fits_to(min(n, good + step)):
+            good, step = min(n, good + step), step * 2
+        if good == n:
+            return n
+        bad = min(n, good + step)
+    elif furthest > start and fits_to(furthest):
+        return furthest
     else:
-        return n
+        good, bad = start, furthest
     while bad - good > 1:
         middle = (good + bad) // 2
-        if fits(window_of(entry, start, middle, 0)):
+        if fits_to(middle):
             good = middle
         else:
             bad = middle
