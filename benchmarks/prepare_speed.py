@@ -1,6 +1,6 @@
 """How fast `prepare` tokenizes, windowed and not, against the tokenizer's own batch encoding (the ceiling).
 
-    python benchmarks/prepare_speed.py [--threads 1000] [--posts 40] [--num-proc 2] [--repeat 2]
+    python benchmarks/prepare_speed.py [--threads 1000] [--posts 40] [--num-proc 2] [--repeat 2] [--quality-off]
 
 Generates synthetic forum threads (markup, OOC asides, sheets) long enough that most exceed one 8,192-token
 window, then times the real `prepare` twice: at `sequence_len` 8192, where long threads are cut into windows, and
@@ -53,31 +53,29 @@ def generate(path: Path, threads: int, posts: int, seed: int = 0, words: tuple[i
             handle.write(json.dumps({"id": f"bench-{number}", "characters": characters, "posts": thread_posts}) + "\n")
 
 
-def best_of(repeat: int, work) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = work()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
 def measure(cfg, tokenizer, repeat: int) -> dict:
     from grouprp.packing import fill
     from grouprp.prepare import load_prepared, preview_examples, prepare
 
-    # the ceiling first: prepare turns Rust-side threads off in this process for its worker processes
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
     texts = [example.text for _, example in preview_examples(cfg, None, tokenizer)]
-    ceiling, encoded = best_of(repeat, lambda: tokenizer(texts, add_special_tokens=True))
-    del os.environ["TOKENIZERS_PARALLELISM"]
-    seconds, manifest = best_of(repeat, lambda: prepare(cfg, tokenizer, force=True).manifest)
+    rounds = []  # (ceiling s, prepare s): interleaved, so that a slow spell of a shared machine hits both alike
+    for _ in range(repeat):
+        os.environ["TOKENIZERS_PARALLELISM"] = "true"  # prepare turns it off in this process for its workers
+        started = time.perf_counter()
+        encoded = tokenizer(texts, add_special_tokens=True)
+        ceiling = time.perf_counter() - started
+        del os.environ["TOKENIZERS_PARALLELISM"]
+        started = time.perf_counter()
+        manifest = prepare(cfg, tokenizer, force=True).manifest
+        rounds.append((ceiling, time.perf_counter() - started))
     tokens = sum(len(ids) for ids in encoded["input_ids"])
     assert tokens == manifest["tokens"], (tokens, manifest["tokens"])
     lengths = load_prepared(cfg.output_dir)[0]["length"]
     packed, unpacked = (fill(lengths, cfg.data.sequence_len, packing) for packing in (True, False))
+    ceiling, seconds = min(c for c, _ in rounds), min(s for _, s in rounds)
     return {"seconds": seconds, "ceiling": ceiling, "tokens": tokens, "examples": manifest["examples"],
-            "ratio": ceiling / seconds, "windows_dropped": sum(manifest["windows_dropped"].values()),
+            "ratio": ceiling / seconds, "round_ratios": [c / s for c, s in rounds],
+            "windows_dropped": sum(manifest["windows_dropped"].values()),
             "trained": manifest["trained_tokens"], "packed_rows": packed.rows, "packed": packed.efficiency,
             "unpacked": unpacked.efficiency}
 
@@ -89,29 +87,36 @@ def main() -> None:
     parser.add_argument("--words", type=int, nargs=2, default=[150, 300], help="words per post (min max)")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--sequence-len", type=int, default=8192)
-    parser.add_argument("--repeat", type=int, default=2, help="time each side this many times, keep the best")
+    parser.add_argument("--quality-off", action="store_true",
+                        help="turn the data.quality detectors off (on by default, as in prepare)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of both sides, interleaved; the best of each")
     args = parser.parse_args()
 
     from grouprp.config import load_config
     from grouprp.prepare import load_tokenizer
+    from grouprp.quality.review import DETECTORS
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "threads.jsonl"
         generate(data, args.threads, args.posts, words=tuple(args.words))
         common = [f"output_dir={tmp}/out", f"data.path={data}", f"data.num_proc={args.num_proc}",
                   f"model.tokenizer={ROOT / 'assets' / 'tokenizer'}"]
+        if args.quality_off:
+            common += [f"data.quality.{name}.mode=off" for name in DETECTORS]
         results = {}
         for name, sequence_len in (("windowed", args.sequence_len), ("not windowed", 1 << 20)):
             cfg = load_config(None, [*common, f"data.sequence_len={sequence_len}"])
             results[name] = measure(cfg, load_tokenizer(cfg), args.repeat)
 
     print(f"{args.threads} threads x {args.posts} posts of {args.words[0]}-{args.words[1]} words, num_proc "
-          f"{args.num_proc}, {os.cpu_count()} CPUs, best of {args.repeat}")
+          f"{args.num_proc}, {os.cpu_count()} CPUs, best of {args.repeat} interleaved rounds, quality detectors "
+          f"{'off' if args.quality_off else 'on'}")
     for name, r in results.items():
         print(f"{name:13} {r['examples']:6,} examples {r['tokens']:11,} tokens: prepare {r['seconds']:6.2f} s "
               f"{r['tokens'] / r['seconds']:11,.0f} tok/s | ceiling {r['ceiling']:6.2f} s "
-              f"{r['tokens'] / r['ceiling']:11,.0f} tok/s | ratio {r['ratio']:.2f} | windows dropped "
-              f"{r['windows_dropped']}, trained tokens {r['trained']:,}")
+              f"{r['tokens'] / r['ceiling']:11,.0f} tok/s | ratio {r['ratio']:.2f} (rounds "
+              f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}) | windows dropped {r['windows_dropped']}, "
+              f"trained tokens {r['trained']:,}")
     windowed = results["windowed"]
     print(f"token efficiency at sequence_len {args.sequence_len:,}: packed {windowed['packed']:.3f} "
           f"({windowed['packed_rows']:,} rows), not packed {windowed['unpacked']:.3f}")
