@@ -16,9 +16,11 @@ import argparse
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Union
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,15 +43,18 @@ def post_text(rng: random.Random, words: tuple[int, int]) -> str:
     return text
 
 
-def generate(path: Path, threads: int, posts: int, seed: int = 0, words: tuple[int, int] = (40, 90)) -> None:
+def generate(path: Path, threads: int, posts: Union[int, tuple[int, int]], seed: int = 0,
+             words: tuple[int, int] = (40, 90)) -> None:
+    """Forum threads of `posts` posts each, or of a number drawn from `posts` (min, max) for each thread."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as handle:
         for number in range(threads):
             cast = rng.sample(NAMES, rng.randint(2, 7))
             characters = [{"name": c, "player": c.lower(), "sheet": f"Name: {c}\nAge: {rng.randint(16, 70)}\n"
                                                                      f"Strengths: brave, quick, kind"} for c in cast]
+            count = posts if isinstance(posts, int) else rng.randint(*posts)
             thread_posts = [{"author": c.lower(), "text": post_text(rng, words)}
-                            for c in (rng.choice(cast) for _ in range(posts))]
+                            for c in (rng.choice(cast) for _ in range(count))]
             handle.write(json.dumps({"id": f"bench-{number}", "characters": characters, "posts": thread_posts}) + "\n")
 
 
@@ -59,15 +64,17 @@ def measure(cfg, tokenizer, repeat: int) -> dict:
 
     texts = [example.text for _, example in preview_examples(cfg, None, tokenizer)]
     rounds = []  # (ceiling s, prepare s): interleaved, so that a slow spell of a shared machine hits both alike
+    cpu = []  # (ceiling, prepare) CPU seconds, this process's threads and the workers: what neighbours slow less
     for _ in range(repeat):
         os.environ["TOKENIZERS_PARALLELISM"] = "true"  # prepare turns it off in this process for its workers
-        started = time.perf_counter()
+        started, used = time.perf_counter(), _cpu_seconds()
         encoded = tokenizer(texts, add_special_tokens=True)
-        ceiling = time.perf_counter() - started
+        ceiling, ceiling_cpu = time.perf_counter() - started, _cpu_seconds() - used
         del os.environ["TOKENIZERS_PARALLELISM"]
-        started = time.perf_counter()
+        started, used = time.perf_counter(), _cpu_seconds()
         manifest = prepare(cfg, tokenizer, force=True).manifest
         rounds.append((ceiling, time.perf_counter() - started))
+        cpu.append((ceiling_cpu, _cpu_seconds() - used))
     tokens = sum(len(ids) for ids in encoded["input_ids"])
     assert tokens == manifest["tokens"], (tokens, manifest["tokens"])
     lengths = load_prepared(cfg.output_dir)[0]["length"]
@@ -75,9 +82,16 @@ def measure(cfg, tokenizer, repeat: int) -> dict:
     ceiling, seconds = min(c for c, _ in rounds), min(s for _, s in rounds)
     return {"seconds": seconds, "ceiling": ceiling, "tokens": tokens, "examples": manifest["examples"],
             "ratio": ceiling / seconds, "round_ratios": [c / s for c, s in rounds],
+            "cpu": (min(c for c, _ in cpu), min(s for _, s in cpu)),
             "windows_dropped": sum(manifest["windows_dropped"].values()),
             "trained": manifest["trained_tokens"], "packed_rows": packed.rows, "packed": packed.efficiency,
             "unpacked": unpacked.efficiency}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its ended children (prepare's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -117,6 +131,8 @@ def main() -> None:
               f"{r['tokens'] / r['ceiling']:11,.0f} tok/s | ratio {r['ratio']:.2f} (rounds "
               f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}) | windows dropped {r['windows_dropped']}, "
               f"trained tokens {r['trained']:,}")
+        print(f"{'':13} CPU seconds: prepare {r['cpu'][1]:.2f}, ceiling {r['cpu'][0]:.2f}, ratio "
+              f"{r['cpu'][0] / r['cpu'][1]:.2f}")
     windowed = results["windowed"]
     print(f"token efficiency at sequence_len {args.sequence_len:,}: packed {windowed['packed']:.3f} "
           f"({windowed['packed_rows']:,} rows), not packed {windowed['unpacked']:.3f}")

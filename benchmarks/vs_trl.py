@@ -1,7 +1,7 @@
 """grouprp against TRL's SFTTrainer on the same generated corpus, tiny model and tokenizer, in one run (CPU).
 
     pip install -e .[bench]       # TRL: a benchmark-only extra, never a dependency of grouprp
-    python benchmarks/vs_trl.py [--threads 300] [--posts 40] [--sequence-len 2048] [--steps 8]
+    python benchmarks/vs_trl.py [--threads 300] [--posts 40 | --posts 6 80] [--sequence-len 2048] [--steps 8]
 
 Both train a LoRA on a tiny random Mistral-architecture model (fp32, gradient checkpointing, packing, global
 batch 4 of micro batches of 1) for `--steps` optimizer steps on the bundled tokenizer:
@@ -9,8 +9,10 @@ batch 4 of micro batches of 1) for `--steps` optimizer steps on the bundled toke
   and the chunked loss;
 - TRL: the same threads, cleaned by grouprp (TRL does not clean forum text, so it is given what grouprp trains
   on), as conversations (system, user and assistant turns `Name: text`) under a chat template that renders the
-  lyra format with `{% generation %}` marks, with `assistant_only_loss`, `max_length` (it truncates), its own
-  BFD packing and its own loss.
+  lyra format with `{% generation %}` marks, with `assistant_only_loss`, `max_length`, its own loss and its
+  own BFD packing, run twice: `bfd` (the default: it truncates each thread at max_length) and `bfd_split` (the
+  overflow becomes sequences of its own, cut wherever max_length falls).
+`--posts MIN MAX` gives each thread a number of posts drawn from that range, so that some threads fit one row.
 Figures: data preparation tokens/s (grouprp: reading, cleaning, rendering, tokenizing, windowing, writing; TRL: its
 dataset processing, template, tokenization and packing), trained tokens kept, token efficiency (real tokens over
 rows x sequence_len), trained tokens per second over the steps (the same estimate for both: the trained tokens of
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = ROOT / "assets" / "tokenizer"
 SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
          "num_key_value_heads": 2}
+STRATEGIES = ("bfd", "bfd_split")
+"""TRL's packing: its default truncates each conversation at max_length; bfd_split keeps the overflow as
+sequences of their own, cut wherever max_length falls (mid-post, with no system prompt)."""
 LYRA_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}{{ '[INST]model\n' }}{% generation %}"
@@ -56,15 +61,18 @@ print(json.dumps({"train_runtime": runtime, "peak_mb": resource.getrusage(resour
 
 TRL = r"""
 import json, resource, sys, time
-from datasets import load_from_disk
+from datasets import disable_caching, load_from_disk
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
-work, steps, sequence_len, template = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+work, steps, sequence_len, template, strategy = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                                                 sys.argv[6])
+disable_caching()  # each run processes the dataset itself, not the one before it
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[5])
 tokenizer.chat_template = template
 model = AutoModelForCausalLM.from_pretrained(work + "/base")
 config = SFTConfig(output_dir=work + "/trl", max_length=sequence_len, assistant_only_loss=True, packing=True,
+                   packing_strategy=strategy,
                    dataset_num_proc=2, per_device_train_batch_size=1, gradient_accumulation_steps=4,
                    max_steps=steps, learning_rate=2e-3, gradient_checkpointing=True, report_to=[], save_strategy="no",
                    logging_steps=1, use_cpu=True, seed=42, dataloader_num_workers=0, bf16=False)
@@ -111,7 +119,7 @@ def conversations(cfg, path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=300)
-    parser.add_argument("--posts", type=int, default=40)
+    parser.add_argument("--posts", type=int, nargs="+", default=[40], help="posts per thread, or MIN MAX")
     parser.add_argument("--sequence-len", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--json", help="also write the results here")
@@ -129,7 +137,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         data = work / "threads.jsonl"
-        generate(data, args.threads, args.posts, words=(args.sequence_len // 55, args.sequence_len // 20))
+        posts = args.posts[0] if len(args.posts) == 1 else (args.posts[0], args.posts[1])
+        generate(data, args.threads, posts, words=(args.sequence_len // 55, args.sequence_len // 20))
         tokenizer = AutoTokenizer.from_pretrained(str(TOKENIZER))
         base = AutoModelForCausalLM.from_config(AutoConfig.for_model(
             "mistral", vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
@@ -152,30 +161,32 @@ def main() -> None:
         trained_per_row = manifest["trained_tokens"] / rows.rows
         ours = json.loads(_run([sys.executable, "-c", GROUPRP, json.dumps(overrides)])[-1])
         conversations(cfg, work / "conversations")
-        theirs = json.loads(_run([sys.executable, "-c", TRL, str(work), str(args.steps), str(args.sequence_len),
-                                  LYRA_TEMPLATE, str(TOKENIZER)])[-1])
+        theirs = {strategy: json.loads(_run([sys.executable, "-c", TRL, str(work), str(args.steps),
+                                             str(args.sequence_len), LYRA_TEMPLATE, str(TOKENIZER), strategy])[-1])
+                  for strategy in STRATEGIES}
 
     results = {
         "grouprp": {"prepare_tokens_per_second": manifest["tokens"] / grouprp_prepare,
                     "trained_tokens_kept": manifest["trained_tokens"], "token_efficiency": rows.efficiency,
                     "trained_tokens_per_second": trained_per_row * 4 * args.steps / ours["train_runtime"],
                     "peak_mb": ours["peak_mb"]},
-        "trl": {"prepare_tokens_per_second": theirs["tokens"] / theirs["prepare_seconds"],
-                "trained_tokens_kept": theirs["trained_tokens"],
-                "token_efficiency": theirs["tokens"] / (theirs["rows"] * args.sequence_len),
-                "trained_tokens_per_second": theirs["trained_tokens"] / theirs["rows"] * 4 * args.steps
-                / theirs["train_runtime"], "peak_mb": theirs["peak_mb"]},
+        **{f"trl {strategy}": {
+            "prepare_tokens_per_second": trl["tokens"] / trl["prepare_seconds"],
+            "trained_tokens_kept": trl["trained_tokens"],
+            "token_efficiency": trl["tokens"] / (trl["rows"] * args.sequence_len),
+            "trained_tokens_per_second": trl["trained_tokens"] / trl["rows"] * 4 * args.steps / trl["train_runtime"],
+            "peak_mb": trl["peak_mb"]} for strategy, trl in theirs.items()},
     }
-    print(f"{args.threads} generated threads x {args.posts} posts, sequence_len {args.sequence_len:,}, {args.steps} "
+    print(f"{args.threads} generated threads x {'-'.join(map(str, args.posts))} posts, sequence_len {args.sequence_len:,}, {args.steps} "
           f"steps of 4 rows, tiny model, {os.cpu_count()} CPUs")
     labels = [("prepare_tokens_per_second", "data preparation, tokens/s", "{:,.0f}"),
               ("trained_tokens_kept", "trained tokens kept", "{:,}"),
               ("token_efficiency", "token efficiency", "{:.3f}"),
               ("trained_tokens_per_second", "trained tokens/s in training", "{:,.0f}"),
               ("peak_mb", "peak memory of training, MB", "{:,.0f}")]
-    print(f"{'':32} {'grouprp':>14} {'TRL':>14}")
+    print(f"{'':32}" + "".join(f"{name:>16}" for name in results))
     for key, label, form in labels:
-        print(f"{label:32} {form.format(results['grouprp'][key]):>14} {form.format(results['trl'][key]):>14}")
+        print(f"{label:32}" + "".join(f"{form.format(figures[key]):>16}" for figures in results.values()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
