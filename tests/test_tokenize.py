@@ -194,6 +194,9 @@ def test_control_tokens_come_only_from_the_format(which, request):
         found = [tokenizer.convert_ids_to_tokens(int(i)) for i in tokens.input_ids[1:] if int(i) in control]
         assert found == placed  # the same control tokens, in the same order, as the format put there
         assert tokens.input_ids[0] == tokenizer.bos_token_id
+        _, offsets = encoder.encode_data_as_text(example)  # and the labels follow the one rule there too
+        spans = encoder.encode([example], with_spans=True)[0].spans[1:]
+        assert spans.tolist() == plain_rule(example.text, offsets, example.trained)
 
     check()
 
