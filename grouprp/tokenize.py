@@ -156,16 +156,16 @@ def trained_span_of_tokens(example: Example, count: int, chars: Callable[[int], 
     out = np.full(count, -1, dtype=np.int64)
     text, low = example.text, 0
 
-    def first_token_from(position: int, low: int) -> int:
-        """The first token at or after `low` whose first character is at or after `position`."""
+    def first_token_from(position: int, begin: int) -> int:
+        """The first token at or after `begin` whose first character is at or after `position`."""
         high = count
-        while low < high:
-            middle = (low + high) // 2
+        while begin < high:
+            middle = (begin + high) // 2
             if first_character(text, *chars(middle)) < position:
-                low = middle + 1
+                begin = middle + 1
             else:
                 high = middle
-        return low
+        return begin
 
     for index, (start, end) in enumerate(example.trained):
         first = first_token_from(start, low)
