@@ -93,7 +93,7 @@ print(json.dumps({"prepare_seconds": prepare_seconds, "rows": len(lengths), "tok
 
 
 def conversations(cfg, path: Path) -> int:
-    """The threads as TRL conversations, cleaned as grouprp cleans them; returns the rendered characters count."""
+    """The threads as TRL conversations, cleaned as grouprp cleans them; returns how many threads were kept."""
     from datasets import Dataset
 
     from grouprp.filters import Accounting, Kept, build_entry
