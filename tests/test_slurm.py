@@ -25,11 +25,11 @@ status=0; for job in $(jobs -p); do wait "$job" || status=$?; done; exit $status
     "sbatch": '''echo "sbatch $*" >> "$CALLS"; echo "Submitted batch job 4321"''',
     "hostname": '''echo node01''',
 }
-LAUNCHER = '''{
-  printf '%s' "$(basename "$0")"; printf ' %q' "$@"; echo
-  echo "ignored-usr1 $(( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status) >> 9 & 1 ))"
-} >> "$CALLS"
-for file in hostfile-*; do [ -f "$file" ] && sed "s/^/hostfile: /" "$file" >> "$CALLS"; done
+LAUNCHER = '''record="$(basename "$0")$(printf ' %q' "$@")
+ignored-usr1 $(( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status) >> 9 & 1 ))"
+for file in hostfile-*; do [ -f "$file" ] && record+=$'\n'"$(sed "s/^/hostfile: /" "$file")"; done
+# one write per launch: the nodes of a fake srun run at once, and separate writes interleaved in the log
+printf '%s\n' "$record" >> "$CALLS"
 if [ -n "${FAKE_WAIT_FOR_STOP:-}" ]; then  # a training run: it stops (with a checkpoint) when asked to
   touch "$WORK/started"; while [ ! -f "$WORK/stop" ]; do sleep 0.05; done; exit 75
 fi
