@@ -80,7 +80,7 @@ def config_lines(shape: dict, work: Path, steps: int) -> list[str]:
 
 def measure(name: str, shape: dict, steps: int, malloc: bool = True) -> dict:
     from grouprp.config import load_config
-    from grouprp.plan import Shape, estimate, model_config
+    from grouprp.plan import estimate, model_shape
 
     with tempfile.TemporaryDirectory(prefix="plan-check-") as tmp:
         work = Path(tmp)
@@ -108,7 +108,7 @@ def measure(name: str, shape: dict, steps: int, malloc: bool = True) -> dict:
             raise RuntimeError(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
         ranks = [json.loads(p.read_text()) for p in sorted(work.glob("measured-rank*.json"))]
         measured = max(r["peak"] - r["before"] for r in ranks)
-        planned = estimate(cfg, Shape.of(model_config(cfg)), shape["world"], device="cpu")
+        planned = estimate(cfg, model_shape(cfg), shape["world"], device="cpu")
     return {"shape": name, **shape, "measured": measured, "planned": planned.peak,
             "error": planned.peak / measured - 1, "items": {i.name: i.bytes for i in planned.items}}
 
@@ -118,12 +118,13 @@ def main() -> None:
     parser.add_argument("--shapes", choices=["quick", "all", *SHAPES], default="all", help="quick, all or one")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--sequence-len", type=int, help="instead of each shape's own (2,048)")
+    parser.add_argument("--vocab", type=int, help="instead of each shape's own vocabulary size")
     parser.add_argument("--glibc-default", action="store_true", help="without the fixed mmap threshold (see above)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     names = {"quick": QUICK, "all": tuple(SHAPES)}.get(args.shapes, (args.shapes,))
-    results = [measure(name, {**SHAPES[name], **({"seq": args.sequence_len} if args.sequence_len else {})},
-                       args.steps, malloc=not args.glibc_default) for name in names]
+    changed = {key: value for key, value in (("seq", args.sequence_len), ("vocab", args.vocab)) if value}
+    results = [measure(name, {**SHAPES[name], **changed}, args.steps, malloc=not args.glibc_default) for name in names]
     print("| shape | hidden x layers, vocabulary | 8-bit | checkpointing | loss | ranks | measured MiB | planned MiB "
           "| error |")
     print("|---|---|---|---|---|---|---|---|---|")

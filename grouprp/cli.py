@@ -452,18 +452,18 @@ def _plan(args) -> int:
 def _card(args) -> int:
     from grouprp.config import DataConfig
     from grouprp.sheets import SheetSchema, render_bio
-    from grouprp.sources.cards import TAVERN_SUFFIXES, load_card, read_tavern_card
+    from grouprp.sources.cards import TAVERN_FIELDS, TAVERN_SUFFIXES, load_card, read_tavern_card
 
     data = load_config(args.config, args.overrides).data if args.config else DataConfig()
     path = Path(args.path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     lines = []
-    if path.suffix.lower() in TAVERN_SUFFIXES:
-        tavern = read_tavern_card(path)
+    tavern = read_tavern_card(path) if path.suffix.lower() in TAVERN_SUFFIXES else None
+    if tavern is not None:
         read_from = f" (from the {tavern.chunks[0]} chunk of {' and '.join(tavern.chunks)})" if tavern.chunks else ""
         lines += [f"{path}: {tavern.spec}{read_from}", f"name: {tavern.name}"]
-        for key in ("description", "personality", "scenario", "first_mes", "mes_example"):
+        for key in TAVERN_FIELDS[1:]:
             value = getattr(tavern, key).strip()
             lines.append(f"{key}: " + (value.replace("\n", "\n    ") if value else "(empty)"))
         if tavern.extensions:
@@ -471,7 +471,7 @@ def _card(args) -> int:
         bio = render_bio(tavern.sheet(None, data.card_sheet), tavern.name, SheetSchema(data.sheet_schema))
         lines += ["", "as a sheet in group threads (data.cards; {{user}} becomes the thread's user):",
                   *(f"  {line}" for line in (bio or "(empty)").splitlines())]
-    card = load_card(path, data.user_label)
+    card = tavern.as_card(data.user_label) if tavern is not None else load_card(path, data.user_label)
     label = data.user_label
     lines += ["", "as the card of single-character mode (data.card):", f"  name: {card.name}", f"  source: {card.source}"]
     if card.description:

@@ -20,6 +20,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from grouprp.schema import TAVERN_FIELDS
 
 _SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -429,10 +430,10 @@ def _check(cfg: Config) -> None:
                        ("data.quality.genres", d.quality.genres)):
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} not found")
-    unknown_card_fields = set(d.card_sheet) - {"description", "personality", "scenario", "first_mes", "mes_example"}
+    unknown_card_fields = set(d.card_sheet) - set(TAVERN_FIELDS[1:])
     if unknown_card_fields:
-        raise ConfigError(f"data.card_sheet.{sorted(unknown_card_fields)[0]}: not a card field; one of description, "
-                          "personality, scenario, first_mes, mes_example")
+        raise ConfigError(f"data.card_sheet.{sorted(unknown_card_fields)[0]}: not a card field; one of "
+                          f"{', '.join(TAVERN_FIELDS[1:])}")
     if d.cards and not Path(d.cards).is_dir():
         raise ConfigError(f"data.cards: {d.cards} is not a folder (a folder of character cards, .json or .png)")
     if isinstance(cfg.eval.split, str) and not Path(cfg.eval.split).exists():

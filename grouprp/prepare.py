@@ -165,7 +165,7 @@ def example_rows(cfg: Config, tokenizer=None) -> Iterator[ExampleRow]:
         repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode == "drop" else None
         for outcome in _built(mode, cfg, encoder, Accounting()):
             if repeats is not None:
-                repeats.check(outcome, Summary())
+                repeats.check(outcome)
             yield outcome
 
     capped: set[str] = set()
@@ -265,9 +265,9 @@ class Summary:
         out = {}
         for name in DETECTORS:
             out[name] = {"mode": getattr(q, name).mode, "posts_found": a.found.get(name, 0),
-                         "posts_removed": a.posts_removed.get(name, 0) if name != "ooc" else None,
                          "posts_trimmed": a.posts_changed.get(name, 0), "kinds": kinds(name)}
-        out["ooc"].pop("posts_removed")  # the cleaning rules remove OOC posts too: posts_removed.ooc counts both
+            if name != "ooc":  # the cleaning rules remove OOC posts too: posts_removed.ooc counts both
+                out[name]["posts_removed"] = a.posts_removed.get(name, 0)
         out["duplicates"].update({"threads_found": len(self.copies),
                                   "threads_exact": sum(c["exact"] for c in self.copies),
                                   "threads_dropped": a.dropped.get("duplicates", 0), "copies": self.copies[:50]})
@@ -312,16 +312,16 @@ class Repeats:
         self.mode = cfg.mode
         self.index = ThreadIndex(cfg.threshold, cfg.num_perm)
 
-    def check(self, outcome: Outcome, summary: Summary) -> None:
+    def check(self, outcome: Outcome) -> Optional[dict[str, Any]]:
+        """The copy this outcome is (emptied under drop), for the manifest; None for a first copy."""
         if not outcome.rows or outcome.sketch is None:
-            return
+            return None
         copy = self.index.add(outcome.key, outcome.sketch)
         if copy is None:
-            return
-        summary.copies.append({"thread": outcome.key, "of": copy.of, "similarity": copy.similarity,
-                               "exact": copy.exact})
+            return None
         if self.mode == "drop":
             outcome.rows, outcome.drop = [], "duplicates"
+        return {"thread": outcome.key, "of": copy.of, "similarity": copy.similarity, "exact": copy.exact}
 
 
 def run_pipeline(cfg: Config, mode: Mode, encoder: Encoder, work: Path, writer: Optional["ExampleWriter"],
@@ -334,8 +334,9 @@ def run_pipeline(cfg: Config, mode: Mode, encoder: Encoder, work: Path, writer: 
     repeats = Repeats(quality.duplicates) if quality is not None and quality.duplicates.mode != "off" else None
     progress = Progress("building examples", unit=mode.unit, total=len(staged))
     for outcome in _outcomes(mode, encoder, staged, cfg.data.num_proc, keep_text=on_outcome is not None):
-        if repeats is not None:
-            repeats.check(outcome, summary)
+        copy = repeats.check(outcome) if repeats is not None else None
+        if copy is not None:
+            summary.copies.append(copy)
         if on_outcome is not None:
             on_outcome(outcome)
         summary.add(outcome)

@@ -20,6 +20,10 @@ class DataError(ValueError):
     """Bad input data; the message names the file and line (or row) and what is wrong."""
 
 
+TAVERN_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
+"""The text fields of a Character Card (V1 to V3) that grouprp reads; data.card_sheet maps all but the name."""
+
+
 @dataclass(frozen=True)
 class Post:
     text: str

@@ -11,7 +11,7 @@ import pytest
 from grouprp import plan as planner
 from grouprp.cli import main
 from grouprp.config import ConfigError, load_config
-from grouprp.plan import GIB, USABLE, Shape, cheapest_change, estimate, largest_sequence_len, parse_gpus
+from grouprp.plan import GIB, USABLE, cheapest_change, estimate, largest_sequence_len, parse_gpus
 
 ROOT = Path(__file__).resolve().parent.parent
 # Mistral-Nemo 12B's config.json, as published (the fields the planner reads)
@@ -71,7 +71,7 @@ def test_a_verdict_that_does_not_fit_names_a_change_that_does(nemo, capsys):
     out = capsys.readouterr().out
     assert "does not fit on 2x A100-40GB" in out
     assert "cheapest change that fits: train.gradient_checkpointing=true" in out
-    shape, budget = Shape.of(planner.model_config(cfg)), 40e9 * USABLE
+    shape, budget = planner.model_shape(cfg), 40e9 * USABLE
     assert estimate(cfg, shape, 2).peak > budget
     assert estimate(replace(cfg, train=replace(cfg.train, gradient_checkpointing=True)), shape, 2).peak <= budget
     # with checkpointing already on, the next change is less context: the longest that fits, and no longer
@@ -88,7 +88,7 @@ def test_a_verdict_that_does_not_fit_names_a_change_that_does(nemo, capsys):
 
 def test_what_each_setting_saves_goes_the_right_way(nemo):
     cfg = lyra(nemo)
-    shape = Shape.of(planner.model_config(cfg))
+    shape = planner.model_shape(cfg)
     peak = lambda c, world=2: estimate(c, shape, world).peak  # noqa: E731
     base = peak(cfg)
     assert f"{base / GIB:.1f}" == "22.6"

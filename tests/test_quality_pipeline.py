@@ -61,7 +61,6 @@ def test_flag_counts_what_each_detector_finds_and_changes_no_example(tmp_path, t
     plain = prepare(config(tmp_path, threads, *off), tokenizer).manifest
     flagged = prepare(config(tmp_path, threads), tokenizer).manifest  # flag is the default
     assert plain["fingerprint"] != flagged["fingerprint"]
-    plain_rows, _ = load_prepared(tmp_path / "out")
     assert flagged["tokens"] == plain["tokens"] and flagged["posts_removed"] == plain["posts_removed"]
     q = flagged["quality"]
     assert q["impersonation"]["posts_found"] == 2 and q["impersonation"]["kinds"] == {"tail": 2}

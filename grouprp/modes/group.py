@@ -19,7 +19,7 @@ from grouprp.modes.base import ExampleRow, Mode, Outcome
 from grouprp.quality.review import Quality
 from grouprp.schema import Entry, Malformed, Thread, Turn
 from grouprp.sheets import SheetSchema
-from grouprp.sources import DATA_SUFFIXES, read_threads
+from grouprp.sources import read_threads, thread_suffixes
 from grouprp.tokenize import IGNORE_INDEX, Encoder, Tokenized
 
 
@@ -28,9 +28,12 @@ class GroupMode(Mode):
 
     unit = "threads"
     record_type = Thread
-    file_suffixes = DATA_SUFFIXES
     without_tokenizer = ("no tokenizer, so long threads are shown whole, not cut into sequence_len windows "
                          "(pass --tokenizer PATH to see the windows)")
+
+    @property
+    def file_suffixes(self) -> tuple[str, ...]:
+        return thread_suffixes(self.data)
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)

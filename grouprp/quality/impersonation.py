@@ -89,7 +89,7 @@ def find_impersonation(text: str, user: str, others: Iterable[str] = ()) -> Impe
     other_forms = tuple(f for name in others if name != user for f in name_forms(name) if f not in user_forms)
     other_at = _mentions(text, other_forms)
     speech = quoted(text)
-    spans = sentences(text)
+    spans = sentences(text, speech)
     flags = []
     for start, end in spans:
         first = _first_word(text, start, end)

@@ -188,7 +188,7 @@ def _unit(text: str, position: int, speech: list[tuple[int, int]]) -> tuple[int,
             close_at = text.find(closer, position, line_end)
             if close_at >= 0:
                 return open_at, close_at + 1
-    for start, end in sentences(text):
+    for start, end in sentences(text, speech):
         if start <= position < end:
             return start, end
     return position, line_end

@@ -84,11 +84,12 @@ class Quality:
         return ThreadReview(reviewed, findings, sketch, genres)
 
     def review(self, posts: Sequence[tuple[str, str]], user: str,
-               tokens: Optional[list[list[str]]] = None) -> tuple[list[Reviewed], Findings]:
-        """Each (character, cleaned text) post as the detectors leave it; the user's character is `user`."""
+               tokens: list[list[str]]) -> tuple[list[Reviewed], Findings]:
+        """Each (character, cleaned text) post as the detectors leave it; the user's character is `user`, and
+        `tokens` are each post's words."""
         cfg, findings = self.cfg, Findings()
         out = [Reviewed(character, text) for character, text in posts]
-        tokens = list(tokens) if tokens is not None else [words(text) for _, text in posts]
+        tokens = list(tokens)
         cast = list(dict.fromkeys(character for character, _ in posts))
         vocabularies = [set(t) for t in tokens]
         if cfg.ooc.mode != "off":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 _TOKEN = re.compile(r"\w+(?:['\u2019]\w+)*")
 _QUOTE = re.compile('"[^"]*"?|\u201c[^\u201d\n]*\u201d?|\u00ab[^\u00bb\n]*\u00bb?|\u300c[^\u300d\n]*\u300d?')
@@ -22,10 +23,10 @@ def inside(position: int, spans: list[tuple[int, int]]) -> bool:
     return any(start <= position < end for start, end in spans)
 
 
-def sentences(text: str) -> list[tuple[int, int]]:
+def sentences(text: str, speech: Optional[list[tuple[int, int]]] = None) -> list[tuple[int, int]]:
     """Sentence spans (leading spaces excluded): split after . ! ? … (and any closing quote or markup) or at line
-    breaks, never inside quoted speech."""
-    speech = quoted(text)
+    breaks, never inside quoted speech (`speech`: quoted(text), when the caller has it)."""
+    speech = quoted(text) if speech is None else speech
     out, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         if match.group().strip() and any(a < match.start() and match.end() < b for a, b in speech):

@@ -22,6 +22,11 @@ DATA_SUFFIXES = (".jsonl", ".json", *TABLE_SUFFIXES)
 SCRIPT_SUFFIXES = (".txt", ".jsonl")
 
 
+def thread_suffixes(cfg: DataConfig) -> tuple[str, ...]:
+    """The files a folder of threads is read from: SillyTavern chats are .jsonl only."""
+    return (".jsonl",) if cfg.format == "sillytavern" else DATA_SUFFIXES
+
+
 def input_files(cfg: DataConfig, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
     """The data files behind `data.path`: the file itself, or every file below the folder with one of `suffixes`,
     sorted (hidden paths and the sheets and card files left out)."""
@@ -50,7 +55,7 @@ def read_threads(cfg: DataConfig, left_out: Optional[Counter] = None) -> Iterato
     left_out = Counter() if left_out is None else left_out
     cards, bad_cards = load_cards(Path(cfg.cards)) if cfg.cards else ({}, [])
     yield from bad_cards
-    files = input_files(cfg, (".jsonl",) if cfg.format == "sillytavern" else DATA_SUFFIXES)
+    files = input_files(cfg, thread_suffixes(cfg))
     kinds = {path: file_format(path, cfg.format) for path in files}
     for path, kind in kinds.items():
         if kind not in ("threads", "posts", "sillytavern"):
@@ -141,7 +146,7 @@ def with_card_sheets(thread: Thread, cards: dict[str, TavernCard], fields: dict[
         names.setdefault(thread.user)
     added = []
     for name in names:
-        key = name.casefold() if name else None
+        key = name.casefold()
         if key in cards and key not in has_sheet:
             added.append(CharacterInfo(name=name, sheet=cards[key].sheet(thread.user, fields)))
             used.add(key)

@@ -15,11 +15,10 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from grouprp.schema import DataError
+from grouprp.schema import TAVERN_FIELDS, DataError
 
 TAVERN_SUFFIXES = (".json", ".png")
 TAVERN_SPECS = ("chara_card_v2", "chara_card_v3")
-TAVERN_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,5 @@ def _header_name(header: dict, key: str) -> Optional[str]:
 
 
 def _thread_id(path: Path, root: Path) -> str:
-    try:
-        relative = path.relative_to(root) if root.is_dir() else Path(path.name)
-    except ValueError:
-        relative = Path(path.name)
-    return relative.with_suffix("").as_posix()
+    """A chat's path below data.path without its suffix (its file name when data.path is the file)."""
+    return (path.relative_to(root) if root.is_dir() else Path(path.name)).with_suffix("").as_posix()
