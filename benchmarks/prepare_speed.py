@@ -6,7 +6,9 @@ Generates synthetic forum threads (markup, OOC asides, sheets) long enough that 
 window, then times the real `prepare` twice: at `sequence_len` 8192, where long threads are cut into windows, and
 with a `sequence_len` so large that nothing is windowed. Each is set against its ceiling: one `tokenizer(texts)`
 call on the same rendered examples (the windows, or the whole threads), the Rust tokenizer's batch encoding on
-every core with no Python work around it. Target: windowed `prepare` at least 0.7 of its ceiling with 2 processes.
+every core with no Python work around it; beside it, the bare Rust encoder asked for ids alone
+(`encode_batch_fast`, no offsets), the least the tokenizer itself can do. Target: windowed `prepare` at least 0.7
+of its ceiling with 2 processes.
 Results go in docs/benchmarks.md.
 """
 
@@ -65,11 +67,15 @@ def measure(cfg, tokenizer, repeat: int) -> dict:
     texts = [example.text for _, example in preview_examples(cfg, None, tokenizer)]
     rounds = []  # (ceiling s, prepare s): interleaved, so that a slow spell of a shared machine hits both alike
     cpu = []  # (ceiling, prepare) CPU seconds, this process's threads and the workers: what neighbours slow less
+    bare = []  # ids alone (encode_batch_fast: no offsets, no Python lists): the least the tokenizer can do
     for _ in range(repeat):
         os.environ["TOKENIZERS_PARALLELISM"] = "true"  # prepare turns it off in this process for its workers
         started, used = time.perf_counter(), _cpu_seconds()
         encoded = tokenizer(texts, add_special_tokens=True)
         ceiling, ceiling_cpu = time.perf_counter() - started, _cpu_seconds() - used
+        started = time.perf_counter()
+        tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+        bare.append(time.perf_counter() - started)
         del os.environ["TOKENIZERS_PARALLELISM"]
         started, used = time.perf_counter(), _cpu_seconds()
         manifest = prepare(cfg, tokenizer, force=True).manifest
@@ -80,7 +86,8 @@ def measure(cfg, tokenizer, repeat: int) -> dict:
     lengths = load_prepared(cfg.output_dir)[0]["length"]
     packed, unpacked = (fill(lengths, cfg.data.sequence_len, packing) for packing in (True, False))
     ceiling, seconds = min(c for c, _ in rounds), min(s for _, s in rounds)
-    return {"seconds": seconds, "ceiling": ceiling, "tokens": tokens, "examples": manifest["examples"],
+    return {"seconds": seconds, "ceiling": ceiling, "bare": min(bare), "tokens": tokens,
+            "examples": manifest["examples"],
             "ratio": ceiling / seconds, "round_ratios": [c / s for c, s in rounds],
             "cpu": (min(c for c, _ in cpu), min(s for _, s in cpu)),
             "windows_dropped": sum(manifest["windows_dropped"].values()),
@@ -132,7 +139,8 @@ def main() -> None:
               f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}) | windows dropped {r['windows_dropped']}, "
               f"trained tokens {r['trained']:,}")
         print(f"{'':13} CPU seconds: prepare {r['cpu'][1]:.2f}, ceiling {r['cpu'][0]:.2f}, ratio "
-              f"{r['cpu'][0] / r['cpu'][1]:.2f}")
+              f"{r['cpu'][0] / r['cpu'][1]:.2f} | ids alone (encode_batch_fast) {r['bare']:.2f} s, ratio "
+              f"{r['bare'] / r['seconds']:.2f}")
     windowed = results["windowed"]
     print(f"token efficiency at sequence_len {args.sequence_len:,}: packed {windowed['packed']:.3f} "
           f"({windowed['packed_rows']:,} rows), not packed {windowed['unpacked']:.3f}")

@@ -7,19 +7,28 @@ token's first character is its first non-whitespace character, so a token like "
 carries, whichever way the tokenizer reports offsets. First characters never go back from one token to the next,
 so each span's trained tokens are consecutive, and finding them takes a bisection per span edge rather than a
 look at every token's offsets (reading all offsets out of the Rust tokenizer was a tenth of `prepare`).
+
+Offsets are not even asked of the tokenizer when it is byte-level BPE (Mistral-Nemo's, the bundled one): its
+tokens are the text's bytes laid end to end, so each token's offsets are a running sum of how many bytes each
+token id stands for, and the Rust encoder runs without tracking offsets (`encode_batch_fast`, about half the
+time of `encode_batch`). A text whose tokens do not add up to its bytes is encoded again with offsets.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from tokenizers.pre_tokenizers import ByteLevel
 
 from grouprp.schema import DataError, Example
 
 IGNORE_INDEX = -100
 """Label of a token the loss ignores (the PyTorch cross-entropy default)."""
+UNSEEN = -2  # a token id whose size in bytes is not looked up yet
+_BYTE_ALPHABET = frozenset(ByteLevel.alphabet())  # the characters of byte-level tokens, each one byte
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,14 @@ class Encoder:
         self.backend = tokenizer.backend_tokenizer
         self.bos = tokenizer.bos_token_id
         self.eos = tokenizer.eos_token_id
-        special = {token.content: token_id for token_id, token in self.backend.get_added_tokens_decoder().items()
-                   if token.special}
-        self.control = special  # control token text -> id
-        self.control_ids = np.array(sorted(special.values()), dtype=np.int32)
+        added = self.backend.get_added_tokens_decoder()
+        self.control = {token.content: token_id for token_id, token in added.items() if token.special}  # text -> id
+        self.control_ids = np.array(sorted(self.control.values()), dtype=np.int32)
+        self.added = {token_id: token.content for token_id, token in added.items()}
+        # per token id, how many bytes of text it stands for (UNSEEN until met; -1 unknown), when the tokenizer is
+        # byte-level; None: offsets are asked of the tokenizer
+        self.token_bytes = (np.full(self.backend.get_vocab_size(with_added_tokens=True), UNSEEN, dtype=np.int64)
+                            if byte_level(self.backend) else None)
 
     def encode(self, examples: Sequence[Example], with_spans: bool = False) -> list[Tokenized]:
         """Tokens and labels of each example, in one batched call to the Rust tokenizer (and, `with_spans`, the
@@ -67,16 +80,46 @@ class Encoder:
         if not examples:
             return []
         # the Rust tokenizer directly: the Python wrapper would also build masks and type ids we do not use
-        encodings = self.backend.encode_batch([e.text for e in examples], add_special_tokens=False)
+        encode = self.backend.encode_batch if self.token_bytes is None else self.backend.encode_batch_fast
+        encodings = encode([e.text for e in examples], add_special_tokens=False)
         out = []
         for example, encoding in zip(examples, encodings):
             ids = np.asarray(encoding.ids, dtype=np.int32)
-            chars = encoding.token_to_chars
             if np.count_nonzero(np.isin(ids, self.control_ids)) != len(self.control_markers(example)):
                 ids, offsets = self.encode_data_as_text(example)
                 chars = offsets.__getitem__
+            elif self.token_bytes is None:
+                chars = encoding.token_to_chars
+            else:
+                chars = self.offsets(example.text, ids) or self.backend.encode(
+                    example.text, add_special_tokens=False).token_to_chars
             out.append(self._tokenized(example, ids, chars, with_spans))
         return out
+
+    def offsets(self, text: str, ids: np.ndarray) -> Optional[Callable[[int], tuple[int, int]]]:
+        """Token i's (start, end) character offsets in `text`, from the bytes each token stands for: what the
+        tokenizer itself reports (a token holding part of a multi-byte character spans all of that character).
+        None when the tokens do not add up to the text's bytes, e.g. an added token that swallows spaces."""
+        lengths = self.token_bytes[ids]
+        if (lengths == UNSEEN).any():  # a token first met: its size, once (a corpus uses a few thousand)
+            for token_id in np.unique(ids[lengths == UNSEEN]).tolist():
+                self.token_bytes[token_id] = self._bytes_of(token_id)
+            lengths = self.token_bytes[ids]
+        ends = np.cumsum(lengths)
+        raw = text.encode("utf-8")
+        if not len(ids) or ends[-1] != len(raw) or lengths.min() <= 0:
+            return None
+        starts = ends - lengths
+        if len(raw) != len(text):  # multi-byte characters: bytes -> the character each one belongs to
+            character = np.cumsum((np.frombuffer(raw, np.uint8) & 0xC0) != 0x80) - 1
+            starts, ends = character[starts], character[ends - 1] + 1
+        return lambda i: (int(starts[i]), int(ends[i]))
+
+    def _bytes_of(self, token_id: int) -> int:
+        if token_id in self.added:
+            return len(self.added[token_id].encode("utf-8"))
+        token = self.backend.id_to_token(token_id)
+        return len(token) if token is not None and _BYTE_ALPHABET.issuperset(token) else -1
 
     def control_markers(self, example: Example) -> list[tuple[int, int]]:
         """The spans of the format's markers that are control tokens of this tokenizer."""
@@ -172,6 +215,24 @@ def trained_span_of_tokens(example: Example, count: int, chars: Callable[[int], 
         low = first_token_from(end, first)
         out[first:low] = index
     return out
+
+
+def byte_level(backend) -> bool:
+    """Whether the tokenizer is byte-level BPE reporting offsets untouched (no normalizer, no prefix space added,
+    offsets not trimmed): then each token stands for the bytes its characters name, one byte each."""
+    if backend.normalizer is not None or backend.pre_tokenizer is None or not hasattr(backend, "encode_batch_fast"):
+        return False
+    pre = _components(json.loads(backend.pre_tokenizer.__getstate__()))
+    post = _components(json.loads(backend.post_processor.__getstate__())) if backend.post_processor else []
+    byte_levels = [part for part in pre if part.get("type") == "ByteLevel"]
+    return (bool(byte_levels) and not any(part.get("add_prefix_space") for part in byte_levels)
+            and not any(part.get("type") == "ByteLevel" and part.get("trim_offsets") for part in post))
+
+
+def _components(part: dict) -> list[dict]:
+    """A tokenizer component's JSON and, for a Sequence, each of its members'."""
+    members = part.get("pretokenizers") or part.get("processors") or []
+    return [part, *(m for member in members for m in _components(member))]
 
 
 def first_character(text: str, start: int, end: int) -> int:

@@ -1,7 +1,9 @@
 """Tokens and labels: exact checks, and properties over generated threads (hypothesis)."""
 
+import json
 import string
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -113,6 +115,69 @@ def test_each_tokens_span_is_found_by_bisection_as_by_reading_every_token(tokeni
         assert labels_for(Example(text, trained), encoding.ids, encoding.offsets).tolist() == [
             token if span >= 0 else IGNORE_INDEX for token, span in zip(encoding.ids, expected)]
 
+
+
+MARKED = st.lists(st.one_of(SPACED, st.sampled_from(["[INST]", "[/INST]", "<|im_end|>", "</s>"])), min_size=1,
+                  max_size=6).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=MARKED)
+def test_offsets_from_token_bytes_are_the_tokenizers_own(tokenizer, nemo_tokenizer, text):
+    """Byte-level tokenizers are encoded without offsets; those rebuilt from each token's bytes must be exactly
+    what the tokenizer reports, multi-byte characters split across tokens and control tokens included."""
+    for tok in (tokenizer, nemo_tokenizer):
+        encoder = Encoder(tok)
+        assert encoder.token_bytes is not None  # both take the fast path: this test is about it
+        encoding = tok.backend_tokenizer.encode(text, add_special_tokens=False)
+        offsets = encoder.offsets(text, np.asarray(encoding.ids))
+        assert [offsets(i) for i in range(len(encoding.ids))] == encoding.offsets, text
+        fast = tok.backend_tokenizer.encode_batch_fast([text], add_special_tokens=False)[0]
+        assert fast.ids == encoding.ids
+
+
+def variant(tokenizer, change):
+    """The bundled tokenizer with its tokenizer.json changed by `change(dict)`."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    change(spec)
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), bos_token="<s>",
+                                   eos_token="</s>")
+
+
+def _prefix_space(spec):
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+
+
+def _lowercase(spec):
+    spec["normalizer"] = {"type": "Lowercase"}
+
+
+def _greedy_marker(spec):
+    for token in spec["added_tokens"]:
+        if token["content"] == "[/INST]":
+            token["lstrip"] = token["rstrip"] = True  # [/INST] takes in the spaces around it
+
+
+@pytest.mark.parametrize("change, fast", [(_prefix_space, False), (_lowercase, False), (_greedy_marker, True)])
+def test_tokenizers_whose_tokens_are_not_their_bytes_are_asked_for_offsets(tokenizer, change, fast):
+    """A prefix space or a normalizer moves offsets off the bytes: those tokenizers report their own. A token
+    that takes in spaces is unknown in size, so a text holding it is encoded again with offsets."""
+    tok = variant(tokenizer, change)
+    encoder = Encoder(tok)
+    assert (encoder.token_bytes is not None) == fast
+    text = "Ab  [/INST]  cD\n\u00e9 Zq [/INST]x"
+    markers = tuple((m, m + len("[/INST]")) for m in (text.find("[/INST]"), text.rfind("[/INST]")))
+    trained = ((0, 4), (13, 20), (markers[1][0], len(text)))
+    encoding = tok.backend_tokenizer.encode(text, add_special_tokens=False)
+    example = Example(text, trained, markers=markers)
+    tokens = encoder.encode([example], with_spans=True)[0]
+    assert tokens.input_ids[1:].tolist() == encoding.ids
+    assert tokens.spans[1:].tolist() == plain_rule(text, encoding.offsets, trained)
+    if fast:
+        assert encoder.offsets(text, np.asarray(encoding.ids)) is None
 
 def test_windows_are_consecutive_fit_and_end_on_a_model_post():
     turns = tuple(Turn(c, f"{c} {i}", "user" if c == "U" else "model") for i, c in enumerate("UAUBUAUAUBUUA"))
