@@ -1,6 +1,7 @@
 """How fast `prepare` tokenizes, windowed and not, against the tokenizer's own batch encoding (the ceiling).
 
     python benchmarks/prepare_speed.py [--threads 1000] [--posts 40] [--num-proc 2] [--repeat 2] [--quality-off]
+                                       [--ask-offsets]
 
 Generates synthetic forum threads (markup, OOC asides, sheets) long enough that most exceed one 8,192-token
 window, then times the real `prepare` twice: at `sequence_len` 8192, where long threads are cut into windows, and
@@ -111,7 +112,13 @@ def main() -> None:
     parser.add_argument("--quality-off", action="store_true",
                         help="turn the data.quality detectors off (on by default, as in prepare)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of both sides, interleaved; the best of each")
+    parser.add_argument("--ask-offsets", action="store_true",
+                        help="ask the tokenizer for every token's offsets, as prepare did before commit 4e71436")
     args = parser.parse_args()
+    if args.ask_offsets:
+        import grouprp.tokenize
+
+        grouprp.tokenize.byte_level = lambda backend: False  # the workers are forked: they see this too
 
     from grouprp.config import load_config
     from grouprp.prepare import load_tokenizer
@@ -131,7 +138,7 @@ def main() -> None:
 
     print(f"{args.threads} threads x {args.posts} posts of {args.words[0]}-{args.words[1]} words, num_proc "
           f"{args.num_proc}, {os.cpu_count()} CPUs, best of {args.repeat} interleaved rounds, quality detectors "
-          f"{'off' if args.quality_off else 'on'}")
+          f"{'off' if args.quality_off else 'on'}{', offsets asked of the tokenizer' if args.ask_offsets else ''}")
     for name, r in results.items():
         print(f"{name:13} {r['examples']:6,} examples {r['tokens']:11,} tokens: prepare {r['seconds']:6.2f} s "
               f"{r['tokens'] / r['seconds']:11,.0f} tok/s | ceiling {r['ceiling']:6.2f} s "
