@@ -95,7 +95,6 @@ def render(shape: Shape, config: Optional[str] = None, overrides: tuple[str, ...
                   'OVERRIDES=("$@")']
     lines += [
         f"REQUEUE_EXIT={REQUEUE_EXIT}",
-        'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         "PORT=$((29500 + SLURM_JOB_ID % 1000))",
         f"GPUS=${{SLURM_GPUS_ON_NODE:-{shape.gpus_per_node}}}",
         *_launch(shape),
@@ -131,6 +130,7 @@ def _launch(shape: Shape) -> list[str]:
     ignore = 'trap "" USR1; '
     if shape.launcher == "torchrun":
         return [
+            'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',  # the rendezvous node
             'LAUNCH=(torchrun --nnodes "$SLURM_JOB_NUM_NODES" --nproc_per_node "$GPUS" --rdzv_backend c10d',
             '  --rdzv_endpoint "$HEAD:$PORT" --rdzv_id "$SLURM_JOB_ID" -m grouprp train "$CONFIG" train.resume=auto',
             '  ${OVERRIDES[@]+"${OVERRIDES[@]}"})  # empty-safe under set -u on bash 4.2',
@@ -143,6 +143,7 @@ def _launch(shape: Shape) -> list[str]:
             f"STEP_COMMAND='{ignore}exec \"$@\"'",
         ]
     return [
+        'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',  # the master node
         'HOSTFILE="hostfile-$SLURM_JOB_ID"',
         'scontrol show hostnames "$SLURM_JOB_NODELIST" | sed "s/\\$/ slots=$GPUS/" > "$HOSTFILE"',
         'LAUNCH=(deepspeed --hostfile "$HOSTFILE" --no_ssh --num_nodes "$SLURM_JOB_NUM_NODES" --num_gpus "$GPUS"',

@@ -19,6 +19,7 @@ who answers it (in a one-on-one chat, the only one).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -102,9 +103,8 @@ def read_sillytavern(path: Path, root: Path, max_post_chars: int,
 
 def _answering(speakers: list, index: int) -> Optional[str]:
     """The character who answers the user's message at `index`: the next one to speak, else the last before."""
-    later = (name for _, _, name, is_user in speakers[index + 1:] if not is_user)
-    earlier = (name for _, _, name, is_user in reversed(speakers[:index]) if not is_user)
-    return next(later, None) or next(earlier, None)
+    nearest = itertools.chain(range(index + 1, len(speakers)), range(index - 1, -1, -1))  # no copies of the chat
+    return next((speakers[i][2] for i in nearest if not speakers[i][3]), None)
 
 
 def _header_name(header: dict, key: str) -> Optional[str]:
