@@ -258,11 +258,7 @@ def model_config(cfg: Config):
 
     m = cfg.model
     if m.random_init and not (Path(m.base) / "config.json").is_file():
-        values = dict(m.random_init)
-        try:
-            return AutoConfig.for_model(values.pop("model_type", "mistral"), **values)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"model.random_init: {exc}") from None
+        return random_base_config(m.random_init)
     if not m.base:
         raise ConfigError("model.base: required (a HF model id or a local folder)")
     local = Path(m.base)
@@ -289,18 +285,32 @@ def model_config(cfg: Config):
         raise ConfigError(f"model.base: cannot read the config of {m.base} ({first_line})") from None
 
 
+def random_base_config(random_init: dict, vocab: Optional[int] = None):
+    """The config of the random base model `train` builds from model.random_init (the one rule, for the planner
+    and the builder): `vocab` (the tokenizer's size) unless vocab_size is given, untied embeddings unless
+    tie_word_embeddings is."""
+    from transformers import AutoConfig
+
+    values = dict(random_init)
+    if vocab is not None:
+        values.setdefault("vocab_size", vocab)
+    values.setdefault("tie_word_embeddings", False)
+    try:
+        return AutoConfig.for_model(values.pop("model_type", "mistral"), **values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model.random_init: {exc}") from None
+
+
 def model_shape(cfg: Config) -> Shape:
     """The model's shape from its config.json: a local folder, model.random_init, or the local HF cache (offline:
     nothing is downloaded)."""
     with _offline():
-        config = model_config(cfg)
         random = cfg.model.random_init
         if random and "vocab_size" not in random and not (Path(cfg.model.base) / "config.json").is_file():
             from grouprp.prepare import load_tokenizer
 
-            config.vocab_size = len(load_tokenizer(cfg))  # what the random base will be built with
-            config.tie_word_embeddings = False
-        return Shape.of(config)
+            return Shape.of(random_base_config(random, len(load_tokenizer(cfg))))  # what train will build
+        return Shape.of(model_config(cfg))
 
 
 def report(plan: Plan, cfg: Config, shape: Shape) -> str:

@@ -24,7 +24,7 @@ from grouprp.config import Config, ConfigError, to_dict
 from grouprp.inference import CARD_COPY, RUN_INFO, Sampling
 from grouprp.logs import launcher_rank, quiet_third_party
 from grouprp.packing import PackedRows, fill, packed_dataset
-from grouprp.plan import memory_warning, model_config, zero_settings
+from grouprp.plan import memory_warning, model_config, random_base_config, zero_settings
 from grouprp.preemption import Preempted, Preemption
 from grouprp.schema import DataError
 from grouprp.tokenize import IGNORE_INDEX
@@ -363,21 +363,18 @@ def _build_random_base(cfg: Config, tokenizer) -> None:
     if not cfg.model.random_init or (Path(cfg.model.base) / "config.json").exists():
         return
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    values = dict(cfg.model.random_init)
-    model_type = values.pop("model_type", "mistral")
-    values.setdefault("vocab_size", len(tokenizer))  # a larger one may be asked for (rows no token uses)
-    if values["vocab_size"] < len(tokenizer):
-        raise ConfigError(f"model.random_init.vocab_size: {values['vocab_size']} is below the tokenizer's "
+    config = random_base_config(cfg.model.random_init, len(tokenizer))  # a larger vocab_size may be asked for
+    if config.vocab_size < len(tokenizer):
+        raise ConfigError(f"model.random_init.vocab_size: {config.vocab_size} is below the tokenizer's "
                           f"{len(tokenizer):,} tokens")
-    config = AutoConfig.for_model(model_type, bos_token_id=tokenizer.bos_token_id,
-                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                  tie_word_embeddings=False, **values)
+    config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(cfg.train.seed)
     AutoModelForCausalLM.from_config(config).save_pretrained(cfg.model.base)
     tokenizer.save_pretrained(cfg.model.base)
-    log.info("wrote a random %s model (%s) to %s", model_type, _count(config), cfg.model.base)
+    log.info("wrote a random %s model (%s) to %s", config.model_type, _count(config), cfg.model.base)
 
 
 def _count(config) -> str:

@@ -154,3 +154,22 @@ def test_the_planner_is_within_a_quarter_of_measured_training_steps(monkeypatch)
     assert {r["gc"] for r in results} == {True, False}
     for r in results:
         assert abs(r["error"]) < 0.25, (r["shape"], r["measured"] / 2**20, r["planned"] / 2**20)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.random_init.tie_word_embeddings=true"],
+                                   ["model.random_init.vocab_size=5000"]])
+def test_the_planner_plans_the_random_base_train_builds(tmp_path, extra):
+    """model.random_init: the planner's shape (vocabulary, tied embeddings) is the model's that train writes."""
+    from transformers import AutoConfig
+
+    from grouprp.prepare import load_tokenizer
+    from grouprp.train import _build_random_base
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml",
+                      [f"model.base={tmp_path / 'base'}", "model.random_init.num_hidden_layers=1", *extra])
+    planned = planner.model_shape(cfg)
+    _build_random_base(cfg, load_tokenizer(cfg))
+    built = AutoConfig.from_pretrained(cfg.model.base)
+    assert planned == planner.Shape.of(built)
+    assert planned.tied == ("model.random_init.tie_word_embeddings=true" in extra)
+    assert planned.vocab == (5000 if "model.random_init.vocab_size=5000" in extra else len(load_tokenizer(cfg)))
