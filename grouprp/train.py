@@ -402,7 +402,10 @@ def get_model(cfg: Config, local_rank: int = 0):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if cfg.train.gradient_checkpointing:
         # non-reentrant; this also makes the embeddings' output require grad so checkpointed layers get gradients
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # older transformers (5.17, for one) know it only under its old name
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)

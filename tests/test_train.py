@@ -499,3 +499,25 @@ def test_a_signal_to_the_launcher_alone_reaches_every_rank_and_none_outlives_it(
     text = log.read_text()
     assert "the launcher (pid" in text and "is gone" in text and "exit 75" in text
     assert "stopping after step" in text
+
+
+def test_with_checkpointing_the_layers_are_checkpointed_and_lora_still_learns(tmp_path):
+    """train.gradient_checkpointing, non-reentrant: the base is checkpointed and LoRA still gets gradients
+    through the checkpointed layers (the embeddings' output requires grad). Older transformers (5.17, for one)
+    have no activation_checkpointing_enable and get_model falls back to gradient_checkpointing_enable there: this
+    environment has the newer name, and the whole suite was run under 5.17 by hand (2026-11-24)."""
+    import torch
+
+    from grouprp.prepare import load_tokenizer
+    from grouprp.train import _build_random_base, get_model
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"model.base={tmp_path / 'base'}", "model.load_in_8bit=false",
+                                                        "model.random_init.num_hidden_layers=1",
+                                                        "train.gradient_checkpointing=true"])
+    _build_random_base(cfg, load_tokenizer(cfg))
+    model = get_model(cfg)
+    model.train()
+    assert model.get_base_model().is_gradient_checkpointing
+    model(input_ids=torch.tensor([[1, 5, 9, 12]]), labels=torch.tensor([[1, 5, 9, 12]])).loss.backward()
+    lora = [p.grad for name, p in model.named_parameters() if "lora_B" in name]  # A gets none while B is 0
+    assert lora and all(g is not None and g.abs().sum() > 0 for g in lora)
