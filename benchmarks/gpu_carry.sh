@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gathers, into .whl/ (ignored by git), what benchmarks/gpu_step.py needs on a GPU machine that has torch,
+# Gathers, into .whl/ (in .gitignore), what benchmarks/gpu_step.py needs on a GPU machine that has torch,
 # transformers, peft and accelerate but neither deepspeed, bitsandbytes nor datasets, and cannot download:
 # wheels for CPython 3.12 on x86-64 Linux at this environment's versions, and Mistral-Nemo's tokenizer
 # (mistral-common's tekken file converted and compressed, 17 MB -> 3 MB). Run it from the project's venv.
@@ -14,9 +14,6 @@
 #     python3 benchmarks/gpu_step.py --layers 1 2 4 --sequence-len 8192 --steps 4 --tokenizer /tmp/nemo
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exclude=$(git rev-parse --git-path info/exclude)
-mkdir -p "$(dirname "$exclude")"
-grep -qxF '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
 rm -rf .whl
 mkdir .whl
 

@@ -10,8 +10,9 @@ look at every token's offsets (reading all offsets out of the Rust tokenizer was
 
 Offsets are not even asked of the tokenizer when it is byte-level BPE (Mistral-Nemo's, the bundled one): its
 tokens are the text's bytes laid end to end, so each token's offsets are a running sum of how many bytes each
-token id stands for, and the Rust encoder runs without tracking offsets (`encode_batch_fast`, about half the
-time of `encode_batch`). A text whose tokens do not add up to its bytes is encoded again with offsets.
+token id stands for, and the Rust encoder runs without tracking offsets (`encode_batch_fast`, a half to two
+thirds of the time of `encode_batch`). A text holding a token of unknown size (the unknown token, an added token that takes
+in the spaces beside it), or whose tokens do not add up to its bytes, is encoded again with offsets.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ class Encoder:
         added = self.backend.get_added_tokens_decoder()
         self.control = {token.content: token_id for token_id, token in added.items() if token.special}  # text -> id
         self.control_ids = np.array(sorted(self.control.values()), dtype=np.int32)
-        self.added = {token_id: token.content for token_id, token in added.items()}
-        # per token id, how many bytes of text it stands for (UNSEEN until met; -1 unknown), when the tokenizer is
-        # byte-level; None: offsets are asked of the tokenizer
+        fast = byte_level(self.backend)
+        # per token id, how many bytes of text it stands for (UNSEEN until met; -1 unknown) on a byte-level
+        # tokenizer; None: offsets are asked of the tokenizer
         self.token_bytes = (np.full(self.backend.get_vocab_size(with_added_tokens=True), UNSEEN, dtype=np.int64)
-                            if byte_level(self.backend) else None)
+                            if fast else None)
+        # an added token that takes in the spaces beside it stands for more bytes than its text: unknown
+        self.added_bytes = {token_id: -1 if token.lstrip or token.rstrip else len(token.content.encode("utf-8"))
+                            for token_id, token in added.items()}
+        unknown = self.backend.model.unk_token if fast else None
+        self.unknown = self.backend.token_to_id(unknown) if unknown else None  # stands for whatever it replaced
 
     def encode(self, examples: Sequence[Example], with_spans: bool = False) -> list[Tokenized]:
         """Tokens and labels of each example, in one batched call to the Rust tokenizer (and, `with_spans`, the
@@ -91,15 +97,21 @@ class Encoder:
             elif self.token_bytes is None:
                 chars = encoding.token_to_chars
             else:
-                chars = self.offsets(example.text, ids) or self.backend.encode(
-                    example.text, add_special_tokens=False).token_to_chars
+                chars = self.offsets(example.text, ids)
+                if chars is None:  # ids and offsets of one encoding
+                    encoding = self.backend.encode(example.text, add_special_tokens=False)
+                    ids, chars = np.asarray(encoding.ids, dtype=np.int32), encoding.token_to_chars
             out.append(self._tokenized(example, ids, chars, with_spans))
         return out
 
     def offsets(self, text: str, ids: np.ndarray) -> Optional[Callable[[int], tuple[int, int]]]:
         """Token i's (start, end) character offsets in `text`, from the bytes each token stands for: what the
         tokenizer itself reports (a token holding part of a multi-byte character spans all of that character).
-        None when the tokens do not add up to the text's bytes, e.g. an added token that swallows spaces."""
+        None when a token's size is unknown or the sizes do not add up to the text's bytes."""
+        if len(ids) and ids.max() >= len(self.token_bytes):  # ids past the vocabulary's count (gaps in it)
+            grown = np.full(int(ids.max()) + 1, UNSEEN, dtype=np.int64)
+            grown[:len(self.token_bytes)] = self.token_bytes
+            self.token_bytes = grown
         lengths = self.token_bytes[ids]
         if (lengths == UNSEEN).any():  # a token first met: its size, once (a corpus uses a few thousand)
             for token_id in np.unique(ids[lengths == UNSEEN]).tolist():
@@ -116,8 +128,10 @@ class Encoder:
         return lambda i: (int(starts[i]), int(ends[i]))
 
     def _bytes_of(self, token_id: int) -> int:
-        if token_id in self.added:
-            return len(self.added[token_id].encode("utf-8"))
+        if token_id == self.unknown:
+            return -1
+        if token_id in self.added_bytes:
+            return self.added_bytes[token_id]
         token = self.backend.id_to_token(token_id)
         return len(token) if token is not None and _BYTE_ALPHABET.issuperset(token) else -1
 
@@ -219,14 +233,18 @@ def trained_span_of_tokens(example: Example, count: int, chars: Callable[[int], 
 
 def byte_level(backend) -> bool:
     """Whether the tokenizer is byte-level BPE reporting offsets untouched (no normalizer, no prefix space added,
-    offsets not trimmed): then each token stands for the bytes its characters name, one byte each."""
-    if backend.normalizer is not None or backend.pre_tokenizer is None or not hasattr(backend, "encode_batch_fast"):
+    no word prefix or suffix, offsets not trimmed): then each token stands for the bytes its characters name, one
+    byte each."""
+    model = backend.model
+    if (type(model).__name__ != "BPE" or model.continuing_subword_prefix or model.end_of_word_suffix
+            or backend.normalizer is not None or backend.pre_tokenizer is None
+            or not hasattr(backend, "encode_batch_fast")):
         return False
     pre = _components(json.loads(backend.pre_tokenizer.__getstate__()))
     post = _components(json.loads(backend.post_processor.__getstate__())) if backend.post_processor else []
     byte_levels = [part for part in pre if part.get("type") == "ByteLevel"]
     return (bool(byte_levels) and not any(part.get("add_prefix_space") for part in byte_levels)
-            and not any(part.get("type") == "ByteLevel" and part.get("trim_offsets") for part in post))
+            and not any(part.get("trim_offsets") for part in post))  # ByteLevel's, RobertaProcessing's
 
 
 def _components(part: dict) -> list[dict]:

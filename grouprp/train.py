@@ -401,7 +401,8 @@ def get_model(cfg: Config, local_rank: int = 0):
         # current name (peft would call the deprecated one)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if cfg.train.gradient_checkpointing:
-        # non-reentrant; this also makes the embeddings' output require grad so checkpointed layers get gradients
+        # non-reentrant: LoRA weights inside checkpointed layers get gradients though the frozen embeddings' output
+        # needs none
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:  # older transformers (5.17, for one) know it only under its old name

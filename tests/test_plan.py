@@ -157,9 +157,12 @@ def test_the_planner_is_within_a_quarter_of_measured_training_steps(monkeypatch)
 
 
 @pytest.mark.parametrize("extra", [[], ["model.random_init.tie_word_embeddings=true"],
-                                   ["model.random_init.vocab_size=5000"]])
+                                   ["model.random_init.vocab_size=5000"],
+                                   ["model.random_init.model_type=gemma"],  # ties by default: untied all the same
+                                   ["model.random_init.model_type=gemma", "model.random_init.vocab_size=5000"]])
 def test_the_planner_plans_the_random_base_train_builds(tmp_path, extra):
-    """model.random_init: the planner's shape (vocabulary, tied embeddings) is the model's that train writes."""
+    """model.random_init: the planner's shape (vocabulary, tied embeddings) is the model's that train writes:
+    the tokenizer's vocabulary unless vocab_size is given, untied unless tie_word_embeddings is."""
     from transformers import AutoConfig
 
     from grouprp.prepare import load_tokenizer

@@ -75,14 +75,15 @@ def test_a_group_chat_without_a_header_names_each_speaker():
     assert thread.posts[5].text == "It was a good goat." and left_out == Counter(swipes_not_chosen=2)
 
 
-
 def test_in_a_group_chat_the_users_char_macro_names_the_character_who_answers(tmp_path):
     """{{char}} in the user's message is the next character to speak; after the last one, the one before."""
     chat = write_chat(tmp_path / "group.jsonl", [
         NEW_HEADER, message("Ash", "Hey {{char}}.", user=True), message("Wren", "Hm."), message("Tobias", "Yes?"),
-        message("Ash", "You, {{char}}.", user=True), message("Mira", "Me."), message("Ash", "Bye {{char}}.", user=True)])
+        message("Ash", "You, {{char}}.", user=True), message("Mira", "Me."),
+        message("Ash", "Bye {{char}}.", user=True)])
     [thread] = read(chat)
     assert [p.text for p in thread.posts if p.character == "Ash"] == ["Hey Wren.", "You, Mira.", "Bye Mira."]
+
 
 def test_a_folder_of_chats_gives_ids_below_the_folder_and_is_detected_by_content():
     threads = read(SAMPLE)

@@ -79,7 +79,8 @@ def test_labels_follow_each_tokens_first_character():
     assert labels_for(Example("ab  cd", ((2, 6),)), [1, 2, 3], [(0, 2), (2, 4), (4, 6)]).tolist() == [IGNORE_INDEX, 2, 3]
 
 
-SPACED = st.text(alphabet="ab Zq.,\t\n\u00a0\u3000\u2028\u00e9\u65e5\u672c\U0001f642-'", min_size=1, max_size=60)
+SPACED = st.text(alphabet="ab Zq.,\t\n\r\x0b\x0c\u00a0\u3000\u2028\u2029\u00e9\u65e5\u672c\U0001f642-'", min_size=1,
+                 max_size=60)
 
 
 @st.composite
@@ -87,7 +88,7 @@ def spanned_texts(draw):
     """A text of words, every kind of whitespace and multi-byte characters, with sorted disjoint trained spans."""
     text = draw(SPACED)
     # edges right after whitespace are where a token's start and its first character differ
-    edges = [p + 1 for p, c in enumerate(text) if c in " \t\n\u00a0\u3000\u2028"] or [0]
+    edges = [p + 1 for p, c in enumerate(text) if c in " \t\n\r\x0b\x0c\u00a0\u3000\u2028\u2029"] or [0]
     position = st.one_of(st.integers(0, len(text)), st.sampled_from(edges))
     cuts = sorted(set(draw(st.lists(position, max_size=8))))
     return text, tuple((a, b) for a, b in zip(cuts[::2], cuts[1::2]) if a < b)
@@ -114,7 +115,6 @@ def test_each_tokens_span_is_found_by_bisection_as_by_reading_every_token(tokeni
         assert tokens.spans[1:].tolist() == expected, (text, trained, encoding.offsets)
         assert labels_for(Example(text, trained), encoding.ids, encoding.offsets).tolist() == [
             token if span >= 0 else IGNORE_INDEX for token, span in zip(encoding.ids, expected)]
-
 
 
 MARKED = st.lists(st.one_of(SPACED, st.sampled_from(["[INST]", "[/INST]", "<|im_end|>", "</s>"])), min_size=1,
@@ -155,20 +155,50 @@ def _lowercase(spec):
     spec["normalizer"] = {"type": "Lowercase"}
 
 
+def _trimming_post(spec):
+    spec["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1],
+                              "trim_offsets": True, "add_prefix_space": False}  # an all-space token gets (end, end)
+
+
 def _greedy_marker(spec):
     for token in spec["added_tokens"]:
         if token["content"] == "[/INST]":
             token["lstrip"] = token["rstrip"] = True  # [/INST] takes in the spaces around it
 
 
-@pytest.mark.parametrize("change, fast", [(_prefix_space, False), (_lowercase, False), (_greedy_marker, True)])
+def _missing_byte(spec):
+    """Byte 0x01 (\u0101 in the byte-level alphabet) leaves the vocabulary: it is encoded as <unk>, one token for
+    one byte, and the ids have a gap past the vocabulary's count. <unk> is made an ordinary added token, so that
+    the text goes the fast way (a control token in the data would send it the forged way)."""
+    for token in spec["added_tokens"]:
+        if token["content"] == "<unk>":
+            token["special"] = False
+    model = spec["model"]
+    model["vocab"] = {token: i for token, i in model["vocab"].items() if "\u0101" not in token}
+    model["merges"] = [m for m in model["merges"] if "\u0101" not in (m if isinstance(m, str) else "".join(m))]
+    model["fuse_unk"] = True  # a run of unknown bytes is one <unk>: runs of 3 and 7 make two of 5 bytes each
+
+
+def _gap_in_ids(spec):
+    spec["model"]["vocab"]["x"] = 9000  # an id far past the vocabulary's count
+
+
+def _missing_byte_and_greedy_marker(spec):
+    """Two tokens of the wrong size that cancel out: the text's bytes alone would not catch it."""
+    _missing_byte(spec)
+    _greedy_marker(spec)
+
+
+@pytest.mark.parametrize("change, fast", [(_prefix_space, False), (_lowercase, False), (_trimming_post, False),
+                                          (_greedy_marker, True), (_missing_byte, True),
+                                          (_missing_byte_and_greedy_marker, True), (_gap_in_ids, True)])
 def test_tokenizers_whose_tokens_are_not_their_bytes_are_asked_for_offsets(tokenizer, change, fast):
-    """A prefix space or a normalizer moves offsets off the bytes: those tokenizers report their own. A token
-    that takes in spaces is unknown in size, so a text holding it is encoded again with offsets."""
+    """A prefix space, a normalizer or trimmed offsets move offsets off the bytes: those tokenizers report their
+    own. A token of unknown size (the unknown token, one that takes in spaces) sends its text to the tokenizer."""
     tok = variant(tokenizer, change)
     encoder = Encoder(tok)
     assert (encoder.token_bytes is not None) == fast
-    text = "Ab  [/INST]  cD\n\u00e9 Zq [/INST]x"
+    text = "Ab  [/INST]  cD\n\u00e9 \x01\x01\x01 Zq " + "\x01" * 7 + "   [/INST]x"
     markers = tuple((m, m + len("[/INST]")) for m in (text.find("[/INST]"), text.rfind("[/INST]")))
     trained = ((0, 4), (13, 20), (markers[1][0], len(text)))
     encoding = tok.backend_tokenizer.encode(text, add_special_tokens=False)
@@ -176,8 +206,11 @@ def test_tokenizers_whose_tokens_are_not_their_bytes_are_asked_for_offsets(token
     tokens = encoder.encode([example], with_spans=True)[0]
     assert tokens.input_ids[1:].tolist() == encoding.ids
     assert tokens.spans[1:].tolist() == plain_rule(text, encoding.offsets, trained)
-    if fast:
+    if change is _gap_in_ids:
+        assert 9000 in encoding.ids and encoder.offsets(text, np.asarray(encoding.ids)) is not None
+    elif fast:
         assert encoder.offsets(text, np.asarray(encoding.ids)) is None
+
 
 def test_windows_are_consecutive_fit_and_end_on_a_model_post():
     turns = tuple(Turn(c, f"{c} {i}", "user" if c == "U" else "model") for i, c in enumerate("UAUBUAUAUBUUA"))

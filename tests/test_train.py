@@ -503,9 +503,7 @@ def test_a_signal_to_the_launcher_alone_reaches_every_rank_and_none_outlives_it(
 
 def test_with_checkpointing_the_layers_are_checkpointed_and_lora_still_learns(tmp_path):
     """train.gradient_checkpointing, non-reentrant: the base is checkpointed and LoRA still gets gradients
-    through the checkpointed layers (the embeddings' output requires grad). Older transformers (5.17, for one)
-    have no activation_checkpointing_enable and get_model falls back to gradient_checkpointing_enable there: this
-    environment has the newer name, and the whole suite was run under 5.17 by hand (2026-11-24)."""
+    through the checkpointed layers, under the name this environment's transformers has for the switch."""
     import torch
 
     from grouprp.prepare import load_tokenizer
