@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TOKENIZER, make_thread, write_jsonl
+from conftest import ROOT, TOKENIZER, make_thread, write_jsonl
 from grouprp import prepare as prepare_module
 from grouprp.cli import main
 from grouprp.config import load_config
-from grouprp.prepare import data_fingerprint, load_prepared, prepare
+from grouprp.prepare import data_fingerprint, load_prepared, load_tokenizer, prepare
 from grouprp.tokenize import IGNORE_INDEX
 
 SPEAKERS = ("Ann", "Bo", "Ann", "Cy", "Ann", "Bo", "Cy", "Bo")
@@ -237,3 +237,41 @@ def test_control_characters_never_reach_the_dataset_and_are_counted(tmp_path, to
     text = tokenizer.decode(dataset[0]["input_ids"], skip_special_tokens=False)
     assert "Bo: Bo says line 1.[/INST]" in text and "Cy: Cy says line 3." in text and "line 5.[/INST]" in text
     assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
+
+
+MULTI_BYTE_WORDS = ["Zo\u00eb", "na\u00efve", "caf\u00e9", "\u2014", "\u201cRun,\u201d", "\u65e5\u672c", "\U0001f642",
+                    "\u00a0", "  ", "\n", "the", "lantern", "*nods*", "O\u2019Hara"]
+
+
+@pytest.mark.parametrize("config", ["demo.yaml", "single_character.yaml", "multi-byte threads"])
+@pytest.mark.parametrize("which", ["bundled", "nemo"])
+def test_the_prepared_data_is_the_same_whether_offsets_come_from_the_tokenizer_or_token_bytes(
+        tmp_path, monkeypatch, request, config, which):
+    """Prepared with offsets rebuilt from token bytes, and again with every offset asked of the tokenizer (the
+    path of tokenizers that are not byte-level): the same rows, tokens and labels. On the shipped sample data and
+    on threads full of multi-byte characters, windowed."""
+    import random
+
+    from grouprp import tokenize
+
+    path = TOKENIZER if which == "bundled" else request.getfixturevalue("nemo_tokenizer_path")
+    overrides = [f"model.tokenizer={path}", "data.num_proc=1", "eval.split=0",
+                 "data.sequence_len=1024"]  # so that threads window
+    if config == "multi-byte threads":
+        rng = random.Random(7)
+        rows = [make_thread(f"m{n}", SPEAKERS * 4) for n in range(12)]
+        for row in rows:
+            for post in row["posts"]:
+                post["text"] = " ".join(rng.choice(MULTI_BYTE_WORDS) for _ in range(rng.randint(3, 40))) + "."
+        overrides.append(f"data.path={write_jsonl(tmp_path / 'threads.jsonl', rows)}")
+        config = "demo.yaml"
+    datasets = []
+    for byte_level in (tokenize.byte_level, lambda backend: False):
+        monkeypatch.setattr(tokenize, "byte_level", byte_level)
+        cfg = load_config(ROOT / "configs" / config, [f"output_dir={tmp_path / str(len(datasets))}", *overrides])
+        prepare(cfg, load_tokenizer(cfg))
+        datasets.append(load_prepared(cfg.output_dir)[0].to_dict())
+    fast, asked = datasets
+    assert len(fast["input_ids"]) > 0 and any(label != IGNORE_INDEX for row in fast["labels"] for label in row)
+    assert config == "single_character.yaml" or any("#w" in key for key in fast["id"])
+    assert fast == asked
