@@ -154,7 +154,7 @@ def main() -> None:
                      "lora.r=8", "lora.alpha=16", "lora.dropout=0.0"]
         cfg = load_config(None, overrides)
         import datasets.arrow_writer  # noqa: F401  TRL's side imports its libraries before its clock starts;
-        import datasketch  # noqa: F401  so does this one (prepare imports these on first use: 0.7 s here)
+        import datasketch  # noqa: F401  so does this one (prepare imports these on first use)
 
         started = time.perf_counter()
         manifest = prepare(cfg, tokenizer).manifest
@@ -180,8 +180,8 @@ def main() -> None:
             "trained_tokens_per_second": trl["trained_tokens"] / trl["rows"] * 4 * args.steps / trl["train_runtime"],
             "peak_mb": trl["peak_mb"]} for strategy, trl in theirs.items()},
     }
-    print(f"{args.threads} generated threads x {'-'.join(map(str, args.posts))} posts, sequence_len {args.sequence_len:,}, {args.steps} "
-          f"steps of 4 rows, tiny model, {os.cpu_count()} CPUs")
+    print(f"{args.threads} generated threads x {'-'.join(map(str, args.posts))} posts, sequence_len "
+          f"{args.sequence_len:,}, {args.steps} steps of 4 rows, tiny model, {os.cpu_count()} CPUs")
     labels = [("prepare_tokens_per_second", "data preparation, tokens/s", "{:,.0f}"),
               ("trained_tokens_kept", "trained tokens kept", "{:,}"),
               ("token_efficiency", "token efficiency", "{:.3f}"),

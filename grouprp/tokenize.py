@@ -10,9 +10,10 @@ look at every token's offsets (reading all offsets out of the Rust tokenizer was
 
 Offsets are not even asked of the tokenizer when it is byte-level BPE (Mistral-Nemo's, the bundled one): its
 tokens are the text's bytes laid end to end, so each token's offsets are a running sum of how many bytes each
-token id stands for, and the Rust encoder runs without tracking offsets (`encode_batch_fast`, a half to two
-thirds of the time of `encode_batch`). A text holding a token of unknown size (the unknown token, an added token that takes
-in the spaces beside it), or whose tokens do not add up to its bytes, is encoded again with offsets.
+token id stands for, and the Rust encoder runs without tracking offsets (`encode_batch_fast`, which is much
+faster than `encode_batch`; benchmarks/prepare_speed.py --ask-offsets shows what it saves). A text holding a
+token of unknown size (the unknown token, an added token that takes in the spaces beside it), or whose tokens do
+not add up to its bytes, is encoded again with offsets.
 """
 
 from __future__ import annotations

@@ -123,6 +123,7 @@ class _SlicedWindows:
         self.format, self.entry, self.whole, self.encoder = fmt, entry, whole, encoder
         self.starts = starts  # token index where each turn's block begins, then where the tail begins
         self.tail = tail  # tokens of the end marker
+        self.head = 1 if encoder.bos is not None else 0  # the BOS
         self.systems: dict[tuple, np.ndarray] = {}
 
     @classmethod
@@ -146,20 +147,18 @@ class _SlicedWindows:
         probes windows near the end it finds, so it asks for one or two casts per window."""
         key = tuple(window.characters)
         if key not in self.systems:
-            head = 1 if self.encoder.bos is not None else 0
-            self.systems[key] = self.encoder.encode([self.format.system_block(window)])[0].input_ids[head:]
+            self.systems[key] = self.encoder.encode([self.format.system_block(window)])[0].input_ids[self.head:]
         return self.systems[key]
 
     def reach(self, start: int, sequence_len: int) -> int:
         """The furthest end a window from turn `start` could have: where its posts alone fill sequence_len."""
-        room = sequence_len - (1 if self.encoder.bos is not None else 0) - self.tail
+        room = sequence_len - self.head - self.tail
         end = int(np.searchsorted(self.starts, self.starts[start] + room, side="right")) - 1
         return max(start, min(end, len(self.entry.turns)))
 
     def length(self, window: Entry) -> int:
         first, last = self._turns(window)
-        head = 1 if self.encoder.bos is not None else 0
-        return head + len(self._system(window)) + int(self.starts[last] - self.starts[first]) + self.tail
+        return self.head + len(self._system(window)) + int(self.starts[last] - self.starts[first]) + self.tail
 
     def tokens(self, window: Entry) -> Tokenized:
         first, last = self._turns(window)
@@ -168,7 +167,7 @@ class _SlicedWindows:
         labels = self.whole.labels[body].copy()
         labels[:self.starts[first + window.context] - self.starts[first]] = IGNORE_INDEX  # context: never trained
         tail = slice(len(self.whole.input_ids) - self.tail, len(self.whole.input_ids))
-        head = self.whole.input_ids[:1] if self.encoder.bos is not None else self.whole.input_ids[:0]
+        head = self.whole.input_ids[:self.head]
         ids = np.concatenate([head, system, self.whole.input_ids[body], self.whole.input_ids[tail]])
         ignored = np.full(len(head) + len(system), IGNORE_INDEX, np.int32)
         return Tokenized(ids, np.concatenate([ignored, labels, self.whole.labels[tail]]).astype(np.int32))
